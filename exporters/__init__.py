@@ -1,0 +1,1 @@
+"""Exporters: write processed rows durably into ClickHouse and expose Prometheus metrics."""

@@ -1,0 +1,34 @@
+"""The `meterhouse` command line. Each sub-module adds one group of commands."""
+
+from __future__ import annotations
+
+import click
+
+from meterhouse.cli.context import CliContext, global_options
+from meterhouse.cli.demo import demo
+from meterhouse.cli.run import run
+from meterhouse.cli.store import migrate, settings_cmd, sql
+from meterhouse.cli.tenants import accounts, projects, teams
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=(
+        "Start here: `meterhouse demo` fills an embedded store with a month of sample data "
+        'and prints an overview; `meterhouse sql "SHOW TABLES"` lists what you can query. '
+        "Every option can also be set by an MH_* environment variable: `meterhouse settings`."
+    ),
+)
+@global_options
+@click.pass_context
+def cli(ctx: click.Context, /, **options: object) -> None:
+    """meterhouse: usage, credits, jobs and billing of a data and AI platform, in ClickHouse."""
+    ctx.obj = CliContext.from_options(options)
+
+
+for command in (migrate, sql, settings_cmd, run, demo, accounts, teams, projects):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="meterhouse")

@@ -1,0 +1,72 @@
+"""What every command shares: settings (flags win over MH_* variables) and the store."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from meterhouse.errors import MeterhouseError
+from meterhouse.logs import configure_logging
+from meterhouse.settings import Settings
+from meterhouse.store import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def global_options(func: F) -> F:
+    options = [
+        click.option(
+            "--clickhouse-url",
+            help="Store to use (MH_CLICKHOUSE_URL): chdb:///dir for the embedded engine, "
+            "http(s)://user:pass@host:8123/db for a server.",
+        ),
+        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
+        click.option("--log-format", type=click.Choice(["json", "console"])),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+
+    @classmethod
+    def from_options(cls, options: dict[str, object]) -> CliContext:
+        given = {key: value for key, value in options.items() if value is not None}
+        try:
+            settings = Settings(**given)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise click.UsageError(f"bad setting: {problems}") from exc
+        configure_logging(settings)
+        return cls(settings=settings)
+
+    def with_settings(self, **changes: object) -> Settings:
+        given = {k: v for k, v in changes.items() if v is not None}
+        merged = {**self.settings.model_dump(), **given}
+        return Settings(**merged)
+
+    def open_store(self) -> Store:
+        try:
+            return open_store(self.settings)
+        except MeterhouseError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    @property
+    def actor(self) -> str:
+        try:
+            return f"cli:{getpass.getuser()}"
+        except (KeyError, OSError):
+            return "cli:unknown"
+
+
+pass_cli = click.make_pass_decorator(CliContext)

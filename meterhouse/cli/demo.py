@@ -1,0 +1,72 @@
+"""`meterhouse demo`: fill the store with a realistic month and print an overview."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import click
+
+from meterhouse.cli.context import CliContext, pass_cli
+from meterhouse.cli.output import render_dicts
+from meterhouse.demo.generator import generate
+from meterhouse.demo.runner import run_demo
+from meterhouse.errors import MeterhouseError
+from meterhouse.overview import account_overview
+from meterhouse.processing.rater import default_rater
+from meterhouse.store.migrations import Topology, migrate
+
+
+def _progress(step: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    click.echo(
+        f"\r  {step:<40} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        err=True,
+        nl=done >= total,
+    )
+
+
+@click.command()
+@click.option("--days", default=45, show_default=True, help="How many days of history to make.")
+@click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
+@click.option("--scale", default=1.0, show_default=True, help="Multiplies the event volume.")
+@click.option("--end", "end_text", help="End of the generated period (ISO time, UTC); default now.")
+@pass_cli
+def demo(cli: CliContext, days: int, seed: int, scale: float, end_text: str | None) -> None:
+    """Create the schema and a realistic month and a half of platform data, then print an overview.
+
+    Five accounts on different plans and time zones, their teams, projects and users;
+    model calls over several LLMs (one the catalog does not know, so unpriced events show);
+    runs of scheduler, asset, webhook and notification jobs, some failing with logs, some
+    running, one stuck. Running it again adds nothing twice: events are idempotent.
+    """
+    end = datetime.fromisoformat(end_text).astimezone(UTC) if end_text else datetime.now(UTC)
+    began = time.monotonic()
+    with cli.open_store() as store:
+        try:
+            migrate(
+                store,
+                topology=Topology(cli.settings.clickhouse_cluster),
+                job_log_ttl_days=cli.settings.job_log_ttl_days,
+            )
+            click.echo("generating events …", err=True)
+            data = generate(end, days=days, seed=seed, scale=scale)
+            summary = run_demo(
+                store, data, default_rater(store), actor=cli.actor, progress=_progress
+            )
+            overview = account_overview(store, end)
+        except MeterhouseError as exc:
+            raise click.ClickException(str(exc)) from exc
+    written = ", ".join(f"{table} {count}" for table, count in sorted(summary.rows.items()))
+    click.echo(
+        f"\nStored {summary.events} events for {summary.accounts} accounts "
+        f"({written}; {summary.duplicates} duplicates skipped) "
+        f"in {time.monotonic() - began:.1f}s.\n"
+    )
+    click.echo("This month, in each account's time zone:")
+    click.echo(render_dicts(overview, "table"))
+    click.echo(
+        '\nNext: `meterhouse sql "SELECT * FROM usage_daily LIMIT 10"`, '
+        "`meterhouse accounts list`, `meterhouse run`."
+    )

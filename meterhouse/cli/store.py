@@ -1,0 +1,145 @@
+"""`migrate`, `sql` and `settings`: the store and its configuration."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import requests
+
+from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
+from meterhouse.cli.context import CliContext, pass_cli
+from meterhouse.cli.output import format_option, render_result, render_rows
+from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
+from meterhouse.jsonable import result_from_json
+from meterhouse.settings import Settings, settings_table
+from meterhouse.store import open_store
+from meterhouse.store.base import QueryResult, Store
+from meterhouse.store.chdb_backend import chdb_path, read_owner
+from meterhouse.store.migrations import Topology, applied, load_migrations
+from meterhouse.store.migrations import migrate as run_migrate
+
+
+@click.command()
+@click.option(
+    "--status", is_flag=True, help="Only list the migrations and whether each is applied."
+)
+@pass_cli
+def migrate(cli: CliContext, status: bool) -> None:
+    """Create or update the ClickHouse schema from clickhouse/schema/*.sql.
+
+    Applies the numbered migrations not applied yet, in order; running it again changes
+    nothing. A migration file edited after it was applied is refused: add a new one.
+    """
+    with cli.open_store() as store:
+        try:
+            if status:
+                done = applied(store) if _has_migrations_table(store) else {}
+                rows = [
+                    (m.version, m.path.name, "applied" if m.version in done else "pending")
+                    for m in load_migrations()
+                ]
+                click.echo(render_rows(["version", "file", "state"], rows, "table"))
+                return
+            applied_now = run_migrate(
+                store,
+                topology=Topology(cli.settings.clickhouse_cluster),
+                job_log_ttl_days=cli.settings.job_log_ttl_days,
+                progress=lambda m: click.echo(f"applying {m.path.name} …", err=True),
+            )
+        except MeterhouseError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if applied_now:
+        click.echo(f"applied {len(applied_now)} migration(s); schema is up to date")
+    else:
+        click.echo("schema is up to date; nothing to apply")
+
+
+def _has_migrations_table(store: Store) -> bool:
+    return bool(
+        store.query(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+            "AND name = 'schema_migrations'"
+        ).scalar()
+    )
+
+
+@click.command()
+@click.argument("query", required=False)
+@format_option
+@click.option("--write", is_flag=True, help="Allow statements that change data or schema.")
+@pass_cli
+def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
+    """Run ad-hoc SQL against the meterhouse database and print the result.
+
+    QUERY is one statement, or '-' (or nothing) to read it from standard input. It is
+    read-only unless --write is given, and bounded by MH_SQL_MAX_ROWS and
+    MH_SQL_MAX_SECONDS. While `meterhouse run` holds the embedded store, the query is sent
+    to that service instead.
+
+    \b
+    Examples:
+      meterhouse sql "SHOW TABLES"
+      meterhouse sql "SELECT account_id, sum(credits) FROM usage_events GROUP BY 1" --format csv
+      echo "SELECT count() FROM job_logs WHERE level = 'error'" | meterhouse sql
+    """
+    text = query if query not in (None, "-") else sys.stdin.read()
+    assert text is not None
+    limits = AdhocLimits(cli.settings.sql_max_rows, cli.settings.sql_max_seconds)
+    try:
+        store = open_store(cli.settings)
+    except StoreLockedError as exc:
+        result = _ask_service(cli.settings, exc, text, write)
+    except MeterhouseError as exc:
+        raise click.ClickException(str(exc)) from exc
+    else:
+        with store:
+            try:
+                result = run_adhoc(store, text, write=write, limits=limits)
+            except (AdhocSqlError, StoreError) as exc:
+                raise click.ClickException(str(exc)) from exc
+    click.echo(render_result(result, fmt))
+
+
+def _ask_service(
+    settings: Settings, locked: StoreLockedError, text: str, write: bool
+) -> QueryResult:
+    owner = read_owner(chdb_path(settings.clickhouse_url))
+    url = settings.service_url or locked.service_url
+    token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
+    if not url:
+        raise click.ClickException(str(locked))
+    try:
+        answer = requests.post(
+            f"{url.rstrip('/')}/api/v1/sql",
+            json={"sql": text, "write": write},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=settings.sql_max_seconds + 10,
+        )
+    except requests.RequestException as exc:
+        raise click.ClickException(
+            f"the store is held by `meterhouse run` at {url}, which did not answer: {exc}"
+        ) from exc
+    if answer.status_code != 200:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        raise click.ClickException(f"{url} refused the query ({answer.status_code}): {detail}")
+    return result_from_json(answer.json())
+
+
+@click.command("settings")
+@format_option
+@pass_cli
+def settings_cmd(cli: CliContext, fmt: str) -> None:
+    """List every MH_* environment variable, its default, meaning and value in force."""
+    current = cli.settings.model_dump()
+    rows = []
+    for variable, default, description in settings_table():
+        field = variable.removeprefix("MH_").lower()
+        value = current[field]
+        shown = "***" if "token" in field or "secret" in field or "key" in field else value
+        rows.append((variable, json.dumps(str(shown)), default, description))
+    click.echo(render_rows(["variable", "value", "default", "description"], rows, fmt))

@@ -1,0 +1,1 @@
+"""Pure processors: a validated event (and its rating) in, table rows out."""

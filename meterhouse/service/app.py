@@ -1,0 +1,113 @@
+"""The ASGI app of `meterhouse run`: health, metrics, admin SQL, and the collectors' routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
+from meterhouse.errors import StoreError
+from meterhouse.jsonable import result_to_json
+from meterhouse.settings import Settings
+from meterhouse.store.base import Store
+
+ReadinessCheck = Callable[[], str | None]
+"""Returns None when ready, else a reason that /readyz reports."""
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    store: Store
+    registry: CollectorRegistry
+    admin_token: str
+    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
+    routes: list[BaseRoute] = field(default_factory=list)
+    # Background work (writers, schedulers) starts with the server and stops before it ends.
+    on_startup: list[Callable[[], None]] = field(default_factory=list)
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem+json answer."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def create_app(ctx: ServiceContext) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        reasons: list[str] = []
+        try:
+            await asyncio.to_thread(ctx.store.query, "SELECT 1")
+        except StoreError as exc:
+            reasons.append(f"store: {exc}")
+        reasons.extend(reason for check in ctx.readiness_checks if (reason := check()))
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def sql(request: Request) -> Response:
+        if not ctx.admin_token or not hmac.compare_digest(bearer_token(request), ctx.admin_token):
+            return problem(401, "Unauthorized", "the SQL endpoint needs the admin bearer token")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
+        if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
+            return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
+        limits = AdhocLimits(ctx.settings.sql_max_rows, ctx.settings.sql_max_seconds)
+        try:
+            result = await asyncio.to_thread(
+                run_adhoc,
+                ctx.store,
+                payload["sql"],
+                write=bool(payload.get("write")),
+                limits=limits,
+            )
+        except AdhocSqlError as exc:
+            return problem(400, "Bad Request", str(exc))
+        except StoreError as exc:
+            return problem(400, "Query failed", str(exc), code=exc.code)
+        return JSONResponse(result_to_json(result))
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/v1/sql", sql, methods=["POST"]),
+        *ctx.routes,
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        for start in ctx.on_startup:
+            await asyncio.to_thread(start)
+        try:
+            yield
+        finally:
+            for stop in reversed(ctx.on_shutdown):
+                await asyncio.to_thread(stop)
+
+    return Starlette(routes=routes, lifespan=lifespan)

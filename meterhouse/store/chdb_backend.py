@@ -1,0 +1,232 @@
+"""Embedded backend: the real ClickHouse engine in this process, through chdb.
+
+chdb lets one process own a data directory, and one data directory per process. A second
+process that opens the same directory gets ``StoreLockedError`` naming the owner and,
+when the owner is ``meterhouse run``, the URL to ask instead (from the owner file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import chdb.session
+import pyarrow as pa
+
+from meterhouse.errors import StoreError, StoreLockedError
+from meterhouse.store.arrow_types import arrow_schema_for
+from meterhouse.store.base import (
+    Columns,
+    QueryResult,
+    Store,
+    check_identifier,
+    column_lengths,
+    param_text,
+)
+from meterhouse.store.native import decode_native
+
+OWNER_FILE = "meterhouse-owner.json"
+_CODE = re.compile(r"Code: (\d+)\. DB::Exception: (.*)", re.S)
+_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
+
+
+def parse_engine_error(text: str, sql: str = "") -> StoreError:
+    """Turn ClickHouse's 'Code: N. DB::Exception: ... (NAME)' text into a StoreError."""
+    found = _CODE.search(text)
+    if not found:
+        return StoreError(text.strip() or "ClickHouse failed without a message", sql=sql)
+    code, message = int(found.group(1)), found.group(2).strip()
+    names = _NAME.findall(message)
+    name = names[-1] if names else ""
+    message = re.sub(r"\s*\(version [^)]*\)\s*$", "", message)
+    return StoreError(f"ClickHouse error {code} ({name}): {message}", code=code, name=name, sql=sql)
+
+
+def chdb_path(url: str) -> Path:
+    """`chdb:///abs/dir` -> /abs/dir, `chdb://rel/dir` -> rel/dir (relative to the cwd)."""
+    raw = url.removeprefix("chdb://")
+    if not raw:
+        raise ValueError("chdb URL needs a directory, e.g. chdb:///var/lib/meterhouse")
+    return Path(raw).expanduser().resolve()
+
+
+def read_owner(data_dir: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads((data_dir / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ChdbStore(Store):
+    def __init__(self, url: str, database: str) -> None:
+        self.url = url
+        self.database = check_identifier(database)
+        self.path = chdb_path(url)
+        self.path.mkdir(parents=True, exist_ok=True)
+        # chdb's session is not safe for concurrent calls from several threads.
+        self._lock = threading.Lock()
+        try:
+            self._session = chdb.session.Session(str(self.path))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # chdb raises RuntimeError with the engine's text
+            raise self._open_error(exc) from exc
+        self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._run(f"USE {self.database}")
+        self._schemas: dict[str, tuple[tuple[str, str], ...]] = {}
+
+    def _open_error(self, exc: Exception) -> StoreError:
+        text = str(exc)
+        if "Cannot lock file" in text or "already running" in text:
+            owner = read_owner(self.path)
+            pid = owner.get("pid")
+            service_url = str(owner.get("service_url", ""))
+            who = (
+                f"process {pid}" if isinstance(pid, int) and _pid_alive(pid) else "another process"
+            )
+            hint = (
+                f" `meterhouse run` owns it and serves {service_url}: commands such as "
+                "`meterhouse sql` ask that service by themselves."
+                if service_url
+                else " Stop that process, or point MH_CLICKHOUSE_URL at another directory."
+            )
+            return StoreLockedError(
+                f"The embedded ClickHouse data directory {self.path} is in use by {who}; "
+                f"one process owns it at a time.{hint}",
+                owner_pid=pid if isinstance(pid, int) else None,
+                service_url=service_url,
+            )
+        if "already initialized with path" in text:
+            return StoreError(
+                f"This process already runs the embedded engine on another data directory; "
+                f"chdb allows one directory per process (asked for {self.path}).",
+                code=36,
+                name="BAD_ARGUMENTS",
+            )
+        return parse_engine_error(text)
+
+    def _run(
+        self,
+        sql: str,
+        fmt: str = "Native",
+        params: Mapping[str, Any] | None = None,
+        settings: Mapping[str, Any] | None = None,
+        **python_tables: pa.Table,
+    ) -> bytes:
+        text_params = {k: param_text(v) for k, v in (params or {}).items()}
+        if settings:
+            sql = f"{sql}\nSETTINGS " + ", ".join(
+                f"{check_identifier(k)} = {_setting_literal(v)}" for k, v in settings.items()
+            )
+        with self._lock:
+            try:
+                if python_tables:
+                    result = _query_with_tables(self._session, sql, fmt, text_params, python_tables)
+                else:
+                    result = self._session.query(sql, fmt, params=text_params or None)  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                raise parse_engine_error(str(exc), sql) from exc
+        return bytes(result.bytes()) if result is not None else b""
+
+    def query(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> QueryResult:
+        return decode_native(self._run(sql, "Native", params, settings))
+
+    def command(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._run(sql, "Native", params, settings)
+
+    def table_columns(self, table: str) -> tuple[tuple[str, str], ...]:
+        """(name, type) of a table's insertable columns, cached per table."""
+        if table not in self._schemas:
+            described = self.query(f"DESCRIBE TABLE {check_identifier(table)}")
+            self._schemas[table] = tuple(
+                (row["name"], row["type"])
+                for row in described.dicts()
+                if row["default_type"] not in ("MATERIALIZED", "ALIAS")
+            )
+        return self._schemas[table]
+
+    def insert(
+        self,
+        table: str,
+        columns: Columns,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        count = column_lengths(columns)
+        if count == 0:
+            return 0
+        known = dict(self.table_columns(table))
+        unknown = [name for name in columns if name not in known]
+        if unknown:
+            raise StoreError(
+                f"table {table} has no column(s) {', '.join(unknown)}; it has {', '.join(known)}",
+                code=16,
+                name="NO_SUCH_COLUMN_IN_TABLE",
+            )
+        schema = arrow_schema_for([(name, known[name]) for name in columns])
+        try:
+            batch = pa.table(
+                {
+                    name: pa.array(list(values), type=schema.field(name).type)
+                    for name, values in columns.items()
+                }
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            raise StoreError(f"rows for table {table} do not fit its column types: {exc}") from exc
+        names = ", ".join(f"`{name}`" for name in columns)
+        self._run(
+            f"INSERT INTO {check_identifier(table)} ({names}) SELECT * FROM Python(__mh_batch)",
+            settings=settings,
+            __mh_batch=batch,
+        )
+        return count
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()  # type: ignore[no-untyped-call]
+
+
+def _query_with_tables(
+    session: chdb.session.Session,
+    sql: str,
+    fmt: str,
+    params: Mapping[str, str],
+    tables: Mapping[str, pa.Table],
+) -> Any:
+    # The names must be locals of the frame that calls session.query.
+    __mh_batch = tables.get("__mh_batch")
+    return session.query(sql, fmt, params=dict(params) or None)  # type: ignore[no-untyped-call]
+
+
+def _setting_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
