@@ -1,0 +1,1 @@
+"""The credit ledger: grants, consumption, balances, statements and budgets."""
