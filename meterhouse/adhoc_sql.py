@@ -45,13 +45,8 @@ def run_adhoc(store: Store, sql: str, *, write: bool = False, limits: AdhocLimit
     if keyword in _WRAPPABLE:
         # A subquery carries the limits without touching the user's own SETTINGS clause.
         return store.query(
-            f"SELECT * FROM ({sql})",
-            settings={
-                "readonly": 0 if write else 2,
-                "max_execution_time": limits.max_seconds,
-                "max_result_rows": limits.max_rows,
-                "result_overflow_mode": "break",
-            },
+            f"SELECT * FROM ({sql}) LIMIT {int(limits.max_rows)}",
+            settings={"readonly": 0 if write else 2, "max_execution_time": limits.max_seconds},
         )
     if keyword in _READ_KEYWORDS:
         return store.query(sql)

@@ -83,6 +83,111 @@ class Settings(BaseSettings):
     job_log_ttl_days: int = Field(
         default=30, ge=1, description="Days job logs are kept before ClickHouse drops them."
     )
+    stuck_run_multiple: float = Field(
+        default=3.0,
+        gt=1,
+        description="A run still `running` after this many times its job's typical duration "
+        "(median of its recent successful runs, else the job's typical_duration_ms) is stuck.",
+    )
+    stuck_run_max_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="A run still `running` after this many seconds is stuck whatever its "
+        "job's typical duration; 0 turns the absolute limit off.",
+    )
+    stuck_run_history: int = Field(
+        default=20,
+        ge=1,
+        description="How many of a job's latest successful runs give its typical duration.",
+    )
+    poller_url: str = Field(
+        default="",
+        description="Base URL of a job platform's REST API to pull jobs and runs from "
+        "(docs/jobs.md); when set, `meterhouse run` polls it. Empty: no polling.",
+    )
+    poller_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token the poller sends to MH_POLLER_URL (empty: none).",
+    )
+    poller_interval_seconds: int = Field(
+        default=60, ge=1, description="Seconds between two polls of MH_POLLER_URL."
+    )
+    ingest_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the ingest endpoints accept (after gunzip), in "
+        "bytes; larger ones get 413.",
+    )
+    ingest_max_batch_events: int = Field(
+        default=10_000, ge=1, description="Most events (or spans) in one ingest request."
+    )
+    ingest_max_future_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="How far ahead of the server clock an event time may be, in seconds.",
+    )
+    ingest_max_age_days: int = Field(
+        default=400, ge=1, description="How old an event time may be, in days (backfills)."
+    )
+    ingest_key_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long the service trusts a looked-up API key before reading it "
+        "again; bounds how late a revocation made by another process takes effect.",
+    )
+    ingest_auth_failure_burst: int = Field(
+        default=20,
+        ge=1,
+        description="Failed authentications one client IP may make in a burst before the "
+        "ingest endpoints answer 429.",
+    )
+    ingest_auth_failure_per_second: float = Field(
+        default=0.5,
+        gt=0,
+        description="Rate at which a client IP's failed-authentication allowance refills.",
+    )
+
+    stripe_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Stripe secret or restricted key (sk_… / rk_…) the billing sync reads Stripe with. "
+            "Empty: billing sync is off (the demo uses a local Stripe-shaped server)."
+        ),
+    )
+    stripe_api_base: str = Field(
+        default="https://api.stripe.com",
+        pattern=r"^https?://[^\s/]+",
+        description="Base URL of the Stripe API (a local Stripe-shaped server in tests).",
+    )
+    stripe_webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Signing secret (whsec_…) of the Stripe webhook endpoint "
+            "POST /api/v1/stripe/webhook. Empty: the endpoint answers 503."
+        ),
+    )
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Oldest Stripe webhook signature timestamp accepted, in seconds (replays).",
+    )
+    stripe_max_network_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries of one Stripe request on connection errors, 409, 429 and 5xx.",
+    )
+    billing_sync_interval_seconds: int = Field(
+        default=300,
+        ge=10,
+        description="Seconds between incremental billing syncs (Stripe events) in `meterhouse "
+        "run`.",
+    )
+    billing_full_sync_interval_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        description="Seconds between full billing reconciles (every Stripe object re-read).",
+    )
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -107,3 +212,11 @@ def settings_table() -> list[tuple[str, str, str]]:
             default = repr(field.default).replace("'", '"')
         rows.append((f"MH_{name.upper()}", default, field.description or ""))
     return rows
+
+
+def settings_markdown() -> str:
+    """The README's settings table (tests keep README.md equal to this)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for variable, default, description in settings_table():
+        lines.append(f"| `{variable}` | `{default}` | {description.replace('|', '/')} |")
+    return "\n".join(lines)

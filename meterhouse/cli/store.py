@@ -13,7 +13,7 @@ from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_result, render_rows
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import result_from_json
-from meterhouse.settings import Settings, settings_table
+from meterhouse.settings import Settings, settings_markdown, settings_table
 from meterhouse.store import open_store
 from meterhouse.store.base import QueryResult, Store
 from meterhouse.store.chdb_backend import chdb_path, read_owner
@@ -100,6 +100,12 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
             except (AdhocSqlError, StoreError) as exc:
                 raise click.ClickException(str(exc)) from exc
     click.echo(render_result(result, fmt))
+    if result.row_count >= limits.max_rows:
+        click.echo(
+            f"note: showing the first {limits.max_rows} rows (MH_SQL_MAX_ROWS); add a LIMIT "
+            "or raise the setting to see more",
+            err=True,
+        )
 
 
 def _ask_service(
@@ -131,10 +137,20 @@ def _ask_service(
 
 
 @click.command("settings")
-@format_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "markdown"]),
+    default="table",
+    show_default=True,
+    help="markdown prints the table README.md carries.",
+)
 @pass_cli
 def settings_cmd(cli: CliContext, fmt: str) -> None:
     """List every MH_* environment variable, its default, meaning and value in force."""
+    if fmt == "markdown":
+        click.echo(settings_markdown())
+        return
     current = cli.settings.model_dump()
     rows = []
     for variable, default, description in settings_table():

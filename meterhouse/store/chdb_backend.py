@@ -7,13 +7,16 @@ when the owner is ``meterhouse run``, the URL to ask instead (from the owner fil
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import chdb.session
 import pyarrow as pa
@@ -81,17 +84,17 @@ class ChdbStore(Store):
         self.path.mkdir(parents=True, exist_ok=True)
         # chdb's session is not safe for concurrent calls from several threads.
         self._lock = threading.Lock()
-        try:
-            self._session = chdb.session.Session(str(self.path))  # type: ignore[no-untyped-call]
-        except Exception as exc:  # chdb raises RuntimeError with the engine's text
-            raise self._open_error(exc) from exc
+        with _captured_stderr() as engine_said:
+            try:
+                self._session = chdb.session.Session(str(self.path))  # type: ignore[no-untyped-call]
+            except Exception as exc:  # chdb raises RuntimeError with part of the engine's text
+                raise self._open_error(f"{exc} {engine_said()}") from exc
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
         self._schemas: dict[str, tuple[tuple[str, str], ...]] = {}
 
-    def _open_error(self, exc: Exception) -> StoreError:
-        text = str(exc)
-        if "Cannot lock file" in text or "already running" in text:
+    def _open_error(self, text: str) -> StoreError:
+        if "Cannot lock file" in text or "already running" in text or _status_locked(self.path):
             owner = read_owner(self.path)
             pid = owner.get("pid")
             service_url = str(owner.get("service_url", ""))
@@ -210,6 +213,38 @@ class ChdbStore(Store):
     def close(self) -> None:
         with self._lock:
             self._session.close()  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[Callable[[], str]]:
+    """The engine writes some open errors straight to fd 2; keep them for our own message."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: _read_all(sink)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _read_all(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read().decode("utf-8", "replace")
+
+
+def _status_locked(path: Path) -> bool:
+    """ClickHouse holds an exclusive lock on <dir>/status while it runs."""
+    status = path / "status"
+    if not status.exists():
+        return False
+    with open(status, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _query_with_tables(

@@ -101,9 +101,10 @@ class ServerStore(Store):
         count = column_lengths(columns)
         if count == 0:
             return 0
+        check_identifier(table)  # a ValueError, as from the embedded backend
         try:
             self._client.insert(
-                check_identifier(table),
+                table,
                 [list(values) for values in columns.values()],
                 column_names=list(columns),
                 column_oriented=True,
