@@ -28,12 +28,16 @@ def _progress(step: str, done: int, total: int) -> None:
 
 
 @click.command()
-@click.option("--days", default=45, show_default=True, help="How many days of history to make.")
+@click.option(
+    "--days",
+    type=int,
+    help="Days of history to make (default: from the start of last month until --end).",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--scale", default=1.0, show_default=True, help="Multiplies the event volume.")
 @click.option("--end", "end_text", help="End of the generated period (ISO time, UTC); default now.")
 @pass_cli
-def demo(cli: CliContext, days: int, seed: int, scale: float, end_text: str | None) -> None:
+def demo(cli: CliContext, days: int | None, seed: int, scale: float, end_text: str | None) -> None:
     """Create the schema and a realistic month and a half of platform data, then print an overview.
 
     Five accounts on different plans and time zones, their teams, projects and users;

@@ -436,11 +436,21 @@ class DemoData:
     end: datetime
 
 
-def generate(end: datetime, *, days: int = 45, seed: int = 7, scale: float = 1.0) -> DemoData:
-    """Tenants and their events from ``end - days`` to ``end``, sorted by time."""
+def generate(
+    end: datetime, *, days: int | None = None, seed: int = 7, scale: float = 1.0
+) -> DemoData:
+    """Tenants and their events up to ``end``, sorted by time.
+
+    By default the events start a day before the previous calendar month, so every
+    account's "this month" and "last month" are complete whatever its time zone.
+    """
     rng = random.Random(seed)
     ids = _Ids(rng)
-    start = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if days is None:
+        last_month = (end.replace(day=1) - timedelta(days=1)).replace(day=1)
+        start = last_month.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    else:
+        start = (end - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     tenants = demo_tenants(rng)
     events: list[r.Event] = []
     for index, tenant in enumerate(tenants):

@@ -1,45 +1,25 @@
-"""The rater the service and the demo use."""
+"""The rater the service and the demo use: the catalog and the price book, loaded once."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from meterhouse import records as r
 from meterhouse.processing.pipeline import Rater
+from meterhouse.rating import Catalog, PriceBook, rate
 from meterhouse.store.base import Store
 
-ZERO = Decimal(0)
 
+class CatalogRater:
+    """Prices events with the bundled LLM catalog and the platform's price book."""
 
-def unpriced_rater(event: r.Event, plan: str, account_id: str) -> r.Rating | None:
-    """Stores usage with zero prices, flagged unpriced, until a price applies."""
-    data = event.data
-    if isinstance(data, r.ModelCallData):
-        lines = tuple(
-            r.PricedLine(
-                usage_type=t,
-                quantity=Decimal(q),
-                unit="token",
-                unit_price_credits=ZERO,
-                unit_price_usd=ZERO,
-                credits=ZERO,
-                usd=ZERO,
-            )
-            for t, q in (("input", data.input_tokens), ("output", data.output_tokens))
-        )
-        return r.Rating(
-            kind="model",
-            item=data.model,
-            provider=data.provider,
-            lines=lines,
-            credits=ZERO,
-            usd=ZERO,
-            priced=False,
-            unpriced_reason="no_price_book",
-            price_version="",
-        )
-    return None
+    def __init__(self, catalog: Catalog, book: PriceBook) -> None:
+        self.catalog = catalog
+        self.book = book
+
+    def __call__(self, event: r.Event, plan: str, account_id: str) -> r.Rating | None:
+        return rate(event, plan=plan, catalog=self.catalog, book=self.book)
 
 
 def default_rater(store: Store) -> Rater:
-    return unpriced_rater
+    """The rater for a store; the store is where a later price book version would live."""
+    del store
+    return CatalogRater(Catalog.load(), PriceBook.load())
