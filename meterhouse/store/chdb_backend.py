@@ -132,9 +132,7 @@ class ChdbStore(Store):
     ) -> bytes:
         text_params = {k: param_text(v) for k, v in (params or {}).items()}
         if settings:
-            sql = f"{sql}\nSETTINGS " + ", ".join(
-                f"{check_identifier(k)} = {_setting_literal(v)}" for k, v in settings.items()
-            )
+            sql = _with_settings(sql, settings)
         with self._lock:
             try:
                 if python_tables:
@@ -257,6 +255,23 @@ def _query_with_tables(
     # The names must be locals of the frame that calls session.query.
     __mh_batch = tables.get("__mh_batch")
     return session.query(sql, fmt, params=dict(params) or None)  # type: ignore[no-untyped-call]
+
+
+_INSERT_DATA = re.compile(r"^(\s*INSERT\s.*?)(\bVALUES\b|\bFORMAT\s+\w+)", re.I | re.S)
+
+
+def _with_settings(sql: str, settings: Mapping[str, Any]) -> str:
+    """Settings for this statement only, as a SETTINGS clause where the parser expects it.
+
+    After INSERT's data keyword everything is data, so there the clause goes before it.
+    """
+    clause = "SETTINGS " + ", ".join(
+        f"{check_identifier(k)} = {_setting_literal(v)}" for k, v in settings.items()
+    )
+    insert = _INSERT_DATA.match(sql)
+    if insert:
+        return f"{insert.group(1)}{clause} {sql[insert.start(2) :]}"
+    return f"{sql}\n{clause}"
 
 
 def _setting_literal(value: Any) -> str:

@@ -18,9 +18,12 @@ It speaks the part of the HTTP interface that clickhouse-connect 1.x uses:
   USE, SET and temporary tables) across requests; every other argument that is not a
   transport argument is a setting, applied with one ``SET`` before the statement, so that
   ``readonly=1`` with other settings behaves as on a server;
+* one user (``default`` with an empty password unless told otherwise) is accepted, by Basic
+  auth, ``X-ClickHouse-User``/``-Key`` headers or ``user``/``password`` arguments; anything
+  else is error 516, AUTHENTICATION_FAILED;
 * request bodies may be compressed (``Content-Encoding`` lz4, zstd, gzip, deflate, br when
-  available); responses are compressed when ``enable_http_compression=1`` and the client
-  accepts one of those encodings;
+  available); responses are compressed when ``enable_http_compression`` is on (chdb's default
+  is 1, unlike a server's) and the client accepts lz4, zstd, gzip or deflate;
 * errors come back like a server's: an HTTP error status, the header
   ``X-ClickHouse-Exception-Code`` and the body ``Code: N. DB::Exception: ... (NAME)
   (version V)``;
@@ -28,11 +31,13 @@ It speaks the part of the HTTP interface that clickhouse-connect 1.x uses:
   and ``X-ClickHouse-Summary`` are sent.
 
 Not supported (an error with code 48, NOT_IMPLEMENTED, is returned): external data
-tables, ClickHouse's own block compression (``compress=1`` / ``decompress=1``).
+tables, ClickHouse's own block compression (``compress=1`` / ``decompress=1``), parameters in
+``INSERT ... FORMAT`` with data.
 ``client_protocol_version`` is ignored: chdb writes Native without block info, so
 clickhouse-connect's protocol probe fails and it uses protocol 0, decoding exactly the bytes
 that ``ChdbStore`` decodes (chdb keeps LowCardinality types in Native either way). Settings
-sent with a ``session_id`` stay set in that session.
+and ``database`` sent with a ``session_id`` stay set in that session (a server applies them
+to the one query); sessions never expire; requests run one at a time.
 
 chdb allows one data directory per process and one process per directory, so the shim runs
 in its own process that owns its own directory::
@@ -387,7 +392,8 @@ class ChdbHTTPEngine:
             for k, v in request.args.items()
             if k not in _TRANSPORT_ARGS and not k.startswith("param_")
         }
-        if request.method == "GET":
+        if request.method == "GET" and not request.args.get("session_id"):
+            # A server runs GET requests read-only; in a session that SET would stick.
             settings.setdefault("readonly", "2")
         for name in settings:
             if not _SETTING_NAME.match(name):
