@@ -50,8 +50,12 @@ def run_status_rank(status: str) -> int:
     return 3
 
 
-class Owner(msgspec.Struct, kw_only=True, frozen=True):
-    """Who an event belongs to; account_id comes from the CloudEvent subject when absent."""
+class Owner(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Who an event belongs to; account_id comes from the CloudEvent subject when absent.
+
+    Data structs refuse unknown fields (inherited): a misspelt ``input_token`` must be an
+    error naming the field, not a silent zero.
+    """
 
     account_id: str = ""
     team_id: str = ""

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     job_log_ttl_days: int = Field(
         default=30, ge=1, description="Days job logs are kept before ClickHouse drops them."
     )
+    ledger_metrics_refresh_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="How often `meterhouse run` recomputes the budget and balance gauges "
+        "(meterhouse_budget_*, meterhouse_account_balance_credits) served on /metrics.",
+    )
     stuck_run_multiple: float = Field(
         default=3.0,
         gt=1,

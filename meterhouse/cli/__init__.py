@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
+from meterhouse.cli.billing import billing
 from meterhouse.cli.context import CliContext, global_options
+from meterhouse.cli.credits import balance, budgets, grants, statement
+from meterhouse.cli.dashboards import dashboards
 from meterhouse.cli.demo import demo
+from meterhouse.cli.jobs import events, jobs
+from meterhouse.cli.keys import keys
+from meterhouse.cli.prices import models, prices, reprice
 from meterhouse.cli.run import run
 from meterhouse.cli.store import migrate, settings_cmd, sql
 from meterhouse.cli.tenants import accounts, projects, teams
@@ -26,7 +32,28 @@ def cli(ctx: click.Context, /, **options: object) -> None:
     ctx.obj = CliContext.from_options(options)
 
 
-for command in (migrate, sql, settings_cmd, run, demo, accounts, teams, projects):
+for command in (
+    migrate,
+    sql,
+    settings_cmd,
+    run,
+    demo,
+    accounts,
+    teams,
+    projects,
+    keys,
+    balance,
+    statement,
+    grants,
+    budgets,
+    jobs,
+    events,
+    dashboards,
+    prices,
+    models,
+    reprice,
+    billing,
+):
     cli.add_command(command)
 
 

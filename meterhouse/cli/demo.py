@@ -14,6 +14,7 @@ from meterhouse.demo.runner import run_demo
 from meterhouse.errors import MeterhouseError
 from meterhouse.overview import account_overview
 from meterhouse.processing.rater import default_rater
+from meterhouse.rating.sync import sync_model_prices
 from meterhouse.store.migrations import Topology, migrate
 
 
@@ -36,8 +37,21 @@ def _progress(step: str, done: int, total: int) -> None:
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same data.")
 @click.option("--scale", default=1.0, show_default=True, help="Multiplies the event volume.")
 @click.option("--end", "end_text", help="End of the generated period (ISO time, UTC); default now.")
+@click.option(
+    "--via-api",
+    is_flag=True,
+    help="Send the events through the HTTP ingest API (started in this process) instead of "
+    "writing them directly: slower, but the same path platforms use.",
+)
 @pass_cli
-def demo(cli: CliContext, days: int | None, seed: int, scale: float, end_text: str | None) -> None:
+def demo(
+    cli: CliContext,
+    days: int | None,
+    seed: int,
+    scale: float,
+    end_text: str | None,
+    via_api: bool,
+) -> None:
     """Create the schema and a realistic month and a half of platform data, then print an overview.
 
     Five accounts on different plans and time zones, their teams, projects and users;
@@ -54,11 +68,20 @@ def demo(cli: CliContext, days: int | None, seed: int, scale: float, end_text: s
                 topology=Topology(cli.settings.clickhouse_cluster),
                 job_log_ttl_days=cli.settings.job_log_ttl_days,
             )
+            synced = sync_model_prices(store, actor=cli.actor)  # the Models dashboard's prices
+            click.echo(f"model prices: {synced.count('added')} rows added", err=True)
             click.echo("generating events …", err=True)
             data = generate(end, days=days, seed=seed, scale=scale)
-            summary = run_demo(
-                store, data, default_rater(store), actor=cli.actor, progress=_progress
-            )
+            if via_api:
+                from meterhouse.demo.via_api import run_demo_via_api
+
+                summary = run_demo_via_api(
+                    store, data, cli.settings, actor=cli.actor, progress=_progress
+                )
+            else:
+                summary = run_demo(
+                    store, data, default_rater(store), actor=cli.actor, progress=_progress
+                )
             overview = account_overview(store, end)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc

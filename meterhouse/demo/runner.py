@@ -9,6 +9,7 @@ from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import tenants as t
 from meterhouse.demo.generator import DemoData
 from meterhouse.errors import MeterhouseError
+from meterhouse.ledger.demo_seed import seed_ledger
 from meterhouse.processing.pipeline import Pipeline, Rater
 from meterhouse.store.base import Store
 from meterhouse.tenants import now_utc
@@ -90,4 +91,6 @@ def run_demo(
     progress("creating accounts, teams and projects", 0, len(data.tenants))
     store_tenants(store, data, actor)
     progress("creating accounts, teams and projects", len(data.tenants), len(data.tenants))
-    return store_events(store, data, rater, progress)
+    summary = store_events(store, data, rater, progress)
+    seed_ledger(store, data, actor)  # grants and budgets, after the usage they are sized on
+    return summary

@@ -8,16 +8,25 @@ re-run of the billing sync never credits twice.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from meterhouse.errors import MeterhouseError
+from meterhouse.ledger.burndown import Lot
+from meterhouse.ledger.months import aware
 from meterhouse.store.base import Store
 from meterhouse.tenants import audit, now_utc
 
 GRANT_KINDS: Final = ("plan_allowance", "top_up", "promotional", "adjustment")
+KIND_LABELS: Final = {
+    "plan_allowance": "Plan allowance",
+    "top_up": "Top-up",
+    "promotional": "Promotional credit",
+    "adjustment": "Adjustment",
+}
 _MAX_AMOUNT: Final = Decimal("1e15")
 
 
@@ -82,6 +91,9 @@ def create_grant(
         raise GrantError("a grant needs an idempotency key, so that a retry cannot credit twice")
     if not 0 <= priority <= 255:
         raise GrantError("priority must be 0-255 (lower burns first)")
+    # Naive times are UTC, as the store reads them; comparing them with aware ones would fail.
+    effective_at = aware(effective_at)
+    expires_at = aware(expires_at) if expires_at is not None else None
     if expires_at is not None and expires_at <= effective_at:
         raise GrantError("a grant must expire after it takes effect")
     grant_id = grant_id_for(account_id, idempotency_key)
@@ -118,3 +130,46 @@ def create_grant(
         after=stored,
     )
     return GrantOutcome(stored, created=True)
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """A stored grant, with what the burn-down needs and what a statement shows."""
+
+    lot: Lot
+    account_id: str
+    kind: str
+    description: str
+    source: str
+
+    @property
+    def label(self) -> str:
+        text = KIND_LABELS.get(self.kind, self.kind)
+        return f"{text}: {self.description}" if self.description else text
+
+
+def grants_in_force_by(
+    store: Store, account_ids: Sequence[str], until: datetime
+) -> dict[str, list[GrantRecord]]:
+    """Every grant of these accounts effective at or before ``until``, voided ones left out."""
+    result = store.query(
+        "SELECT grant_id, account_id, kind, amount, priority, effective_at, expires_at, "
+        "description, source FROM credit_grants FINAL "
+        "WHERE account_id IN {a:Array(String)} AND voided = 0 "
+        "AND effective_at <= {until:DateTime64(3, 'UTC')} "
+        "ORDER BY account_id, effective_at, grant_id",
+        {"a": list(account_ids), "until": until},
+    )
+    found: dict[str, list[GrantRecord]] = {account: [] for account in account_ids}
+    for row in result.dicts():
+        lot = Lot(
+            grant_id=row["grant_id"],
+            amount=row["amount"],
+            priority=int(row["priority"]),
+            effective_at=aware(row["effective_at"]),
+            expires_at=aware(row["expires_at"]) if row["expires_at"] is not None else None,
+        )
+        found[row["account_id"]].append(
+            GrantRecord(lot, row["account_id"], row["kind"], row["description"], row["source"])
+        )
+    return found

@@ -66,9 +66,10 @@ def event_rows(event: r.Event, rating: r.Rating | None, local_date: date) -> Tab
     if rating is not None:
         rows.append(("usage_events", usage_row(event, rating, local_date)))
     if isinstance(data, r.JobDefinitionData):
+        # Keyed like the other event tables; a materialized view keeps `jobs` up to date.
         rows.append(
             (
-                "jobs",
+                "job_definition_events",
                 {
                     **_owner(event),
                     "job_id": data.job_id,
@@ -77,8 +78,10 @@ def event_rows(event: r.Event, rating: r.Rating | None, local_date: date) -> Tab
                     "schedule": data.schedule,
                     "status": data.status,
                     "typical_duration_ms": data.typical_duration_ms,
-                    "updated_at": event.time,
                     "is_deleted": 1 if data.deleted else 0,
+                    "event_time": event.time,
+                    "source": event.source,
+                    "event_id": event.id,
                 },
             )
         )

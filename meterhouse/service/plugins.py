@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from billing_sync.service import billing_hook
+from collectors.plugin import install_ingest
+from meterhouse.jobs.service import install_jobs
+from meterhouse.ledger.api import install_ledger
 from meterhouse.service.runner import ServiceHook
 
 
 def default_hooks() -> list[ServiceHook]:
-    return []
+    return [install_ingest, install_ledger, install_jobs, billing_hook]

@@ -1,0 +1,107 @@
+"""Who is sending: the ingest key behind a bearer token, and a brake on guessing.
+
+Keys are read from the store and cached for ``MH_INGEST_KEY_CACHE_SECONDS`` (2 s by
+default), so a revocation written by another process takes effect within that time; one
+made through this service's admin API (`meterhouse keys revoke` while the service runs)
+drops the cached entry at once. The secret is checked on every request, against the
+cached hash, in constant time.
+
+Failed checks are limited per client IP by a token bucket: ``burst`` failures at once,
+refilled at ``per_second``. An IP whose bucket is empty gets 429 before its token is
+even looked at, so unknown keys cannot make the service query the store without bound.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from meterhouse.keys import ApiKey, AuthFailure, StoredKey, check_token, get_stored_key, parse_token
+from meterhouse.store.base import Store
+
+MAX_TRACKED_CLIENTS = 10_000
+
+
+class KeyDirectory:
+    def __init__(self, store: Store, ttl_seconds: float) -> None:
+        self.store = store
+        self.ttl_seconds = ttl_seconds
+        self._cache: dict[str, tuple[StoredKey | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, key_id: str) -> StoredKey | None:
+        """The stored key (blocking: may query the store); None when there is none."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key_id)
+        if cached is not None and now - cached[1] < self.ttl_seconds:
+            return cached[0]
+        stored = get_stored_key(self.store, key_id)
+        with self._lock:
+            if len(self._cache) >= MAX_TRACKED_CLIENTS:
+                self._cache.clear()
+            self._cache[key_id] = (stored, now)
+        return stored
+
+    def invalidate(self, key_id: str) -> None:
+        with self._lock:
+            self._cache.pop(key_id, None)
+
+    def authenticate(self, token: str, now: datetime) -> tuple[ApiKey | None, AuthFailure | None]:
+        if not token:
+            return None, "missing"
+        parsed = parse_token(token)
+        if parsed is None:
+            return None, "malformed"
+        key_id, secret = parsed
+        return check_token(self.lookup(key_id), secret, now)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class FailureLimiter:
+    """Token bucket per client IP, spent by failed authentications only."""
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _bucket(self, client: str, now: float) -> _Bucket:
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = _Bucket(float(self.burst), now)
+            self._buckets[client] = bucket
+            if len(self._buckets) > MAX_TRACKED_CLIENTS:
+                self._buckets.popitem(last=False)
+        else:
+            bucket.tokens = min(
+                float(self.burst), bucket.tokens + (now - bucket.updated) * self.per_second
+            )
+            bucket.updated = now
+            self._buckets.move_to_end(client)
+        return bucket
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds to wait when this client may not try now; None when it may."""
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._bucket(client, now)
+            if bucket.tokens >= 1:
+                return None
+            return max(1, math.ceil((1 - bucket.tokens) / self.per_second))
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._bucket(client, now)
+            bucket.tokens = max(0.0, bucket.tokens - 1)

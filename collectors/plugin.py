@@ -1,0 +1,122 @@
+"""The service hook that installs ingest: routes, metrics, and the key admin API.
+
+Key admin endpoints (admin bearer token, as /api/v1/sql) let `meterhouse keys ...` work
+while the service owns the embedded store, and make a revocation through them effective
+on the next request (the key cache entry is dropped):
+
+    GET  /api/v1/keys[?all=1]            list keys (no hashes)
+    POST /api/v1/keys                    {"purpose", "source", "account_id", "expires_in",
+                                          "description", "actor"} -> 201 {"key", "token"}
+    POST /api/v1/keys/{key_id}/revoke    {"actor"} -> {"key"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collectors.auth import FailureLimiter, KeyDirectory
+from collectors.ingest import Ingestor
+from collectors.metrics import IngestMetrics
+from collectors.routes import IngestRoutes
+from collectors.validate import Limits
+from meterhouse import keys
+from meterhouse.jsonable import to_jsonable
+from meterhouse.processing.pipeline import Rater
+from meterhouse.processing.rater import default_rater
+from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.tenants import TenantError
+
+
+def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoutes:
+    metrics = IngestMetrics(ctx.registry)
+    settings = ctx.settings
+    return IngestRoutes(
+        ingestor=Ingestor(ctx.store, rater or default_rater(ctx.store), metrics),
+        keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
+        limiter=FailureLimiter(
+            settings.ingest_auth_failure_burst, settings.ingest_auth_failure_per_second
+        ),
+        limits=Limits.from_settings(settings),
+        metrics=metrics,
+    )
+
+
+def install_ingest(ctx: ServiceContext) -> None:
+    """ServiceHook: POST /api/v1/events, POST /v1/traces and /api/v1/keys."""
+    ingest = build_routes(ctx)
+    admin = KeyAdmin(ctx, ingest.keys)
+    ctx.routes.extend(
+        [
+            Route("/api/v1/events", ingest.events, methods=["POST"]),
+            Route("/v1/traces", ingest.traces, methods=["POST"]),
+            Route("/api/v1/keys", admin.list_or_create, methods=["GET", "POST"]),
+            Route("/api/v1/keys/{key_id}/revoke", admin.revoke, methods=["POST"]),
+        ]
+    )
+
+
+class KeyAdmin:
+    def __init__(self, ctx: ServiceContext, directory: KeyDirectory) -> None:
+        self.ctx = ctx
+        self.directory = directory
+
+    def _admin(self, request: Request) -> bool:
+        token = self.ctx.admin_token
+        return bool(token) and hmac.compare_digest(bearer_token(request), token)
+
+    async def _payload(self, request: Request) -> dict[str, Any]:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    async def list_or_create(self, request: Request) -> Response:
+        if not self._admin(request):
+            return problem(401, "Unauthorized", "key administration needs the admin token")
+        if request.method == "GET":
+            include = request.query_params.get("all", "") in ("1", "true")
+            found = await asyncio.to_thread(
+                keys.list_keys, self.ctx.store, include_inactive=include
+            )
+            return JSONResponse({"keys": [to_jsonable(key.as_dict()) for key in found]})
+        payload = await self._payload(request)
+        try:
+            expires = str(payload.get("expires_in") or "")
+            key, token = await asyncio.to_thread(
+                keys.create_key,
+                self.ctx.store,
+                purpose=str(payload.get("purpose") or "ingest"),
+                source=str(payload.get("source") or ""),
+                account_id=str(payload.get("account_id") or ""),
+                expires_in=keys.parse_duration(expires) if expires else None,
+                description=str(payload.get("description") or ""),
+                actor=str(payload.get("actor") or "api:admin"),
+            )
+        except (keys.ApiKeyError, TenantError) as exc:
+            return problem(400, "Bad Request", str(exc))
+        return JSONResponse({"key": to_jsonable(key.as_dict()), "token": token}, status_code=201)
+
+    async def revoke(self, request: Request) -> Response:
+        if not self._admin(request):
+            return problem(401, "Unauthorized", "key administration needs the admin token")
+        payload = await self._payload(request)
+        key_id = request.path_params["key_id"]
+        try:
+            key = await asyncio.to_thread(
+                keys.revoke_key,
+                self.ctx.store,
+                key_id,
+                actor=str(payload.get("actor") or "api:admin"),
+            )
+        except keys.ApiKeyError as exc:
+            return problem(404, "Not Found", str(exc))
+        finally:
+            self.directory.invalidate(key_id)
+        return JSONResponse({"key": to_jsonable(key.as_dict())})

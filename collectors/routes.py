@@ -1,0 +1,214 @@
+"""The ingest endpoints: POST /api/v1/events (CloudEvents) and POST /v1/traces (OTLP).
+
+Each handler authenticates, reads the bounded body, then hands decode -> validate ->
+rate -> write to a worker thread, so the event loop never waits on ClickHouse.
+CloudEvents batches are all-or-nothing (as OpenMeter's): one invalid event refuses the
+request and nothing is stored. OTLP follows its own spec: valid spans are stored and the
+rest counted in ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from collectors import cloudevents as ce
+from collectors import genai, otlp
+from collectors.auth import FailureLimiter, KeyDirectory
+from collectors.http import ClientError, client_ip, media_type, read_body
+from collectors.ingest import Ingestor, IngestOutcome
+from collectors.metrics import IngestMetrics
+from collectors.problems import FieldError
+from collectors.validate import Limits
+from meterhouse import records as r
+from meterhouse.keys import ApiKey
+from meterhouse.logs import get_logger
+from meterhouse.service.app import bearer_token
+from meterhouse.tenants import now_utc
+
+log = get_logger(__name__)
+
+MAX_OTLP_MESSAGES = 5
+_AUTH_DETAIL = {
+    "missing": "send Authorization: Bearer <ingest key>; `meterhouse keys create` makes one",
+    "malformed": "the bearer token is not a meterhouse key (mh_<key id>_<secret>)",
+    "unknown": "unknown API key",
+    "bad_secret": "unknown API key",
+    "revoked": "this API key was revoked",
+    "expired": "this API key has expired",
+}
+
+
+@dataclass
+class IngestRoutes:
+    ingestor: Ingestor
+    keys: KeyDirectory
+    limiter: FailureLimiter
+    limits: Limits
+    metrics: IngestMetrics
+    clock: Callable[[], datetime] = now_utc
+
+    async def authorize(self, request: Request) -> ApiKey:
+        client = client_ip(request)
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            raise ClientError(
+                429,
+                "Too Many Requests",
+                f"too many failed authentications from {client}; retry in {wait} s",
+                "rate_limited",
+                headers={"Retry-After": str(wait)},
+            )
+        key, failure = await asyncio.to_thread(
+            self.keys.authenticate, bearer_token(request), self.clock()
+        )
+        if failure is not None or key is None:
+            self.limiter.failed(client)
+            reason = failure or "unknown"
+            self.metrics.auth_failures.labels(reason).inc()
+            raise ClientError(
+                401,
+                "Unauthorized",
+                _AUTH_DETAIL[reason],
+                "unauthorized",
+                headers={"WWW-Authenticate": 'Bearer realm="meterhouse ingest"'},
+            )
+        if key.purpose != "ingest":
+            self.metrics.auth_failures.labels("purpose").inc()
+            raise ClientError(
+                403,
+                "Forbidden",
+                f"key {key.key_id} is a {key.purpose} key; sending events needs an ingest key",
+                "forbidden",
+            )
+        return key
+
+    def _refused(self, endpoint: str, error: ClientError) -> None:
+        self.metrics.requests_rejected.labels(endpoint, error.reason).inc()
+        if error.status >= 500:
+            log.warning("ingest unavailable", endpoint=endpoint, detail=error.detail)
+
+    # -- CloudEvents -------------------------------------------------------------------
+
+    async def events(self, request: Request) -> Response:
+        try:
+            key = await self.authorize(request)
+            kind = media_type(request, ce.MEDIA_TYPES)
+            body = await read_body(request, self.limits.max_body_bytes)
+            await asyncio.to_thread(self.ingest_cloudevents, body, kind, key)
+        except ClientError as error:
+            self._refused("cloudevents", error)
+            return error.problem()
+        return Response(status_code=204)
+
+    def ingest_cloudevents(self, body: bytes, kind: str, key: ApiKey) -> IngestOutcome:
+        try:
+            decoded = ce.decode_events(body, kind, key, self.clock(), self.limits)
+        except ce.BodyError as exc:
+            status = 413 if exc.too_many else 400
+            title = "Payload Too Large" if exc.too_many else "Bad Request"
+            reason = "too_large" if exc.too_many else "malformed"
+            raise ClientError(status, title, exc.error.message, reason, [exc.error]) from exc
+        self.metrics.batch_events.labels("cloudevents").observe(len(decoded.types))
+        if decoded.invalid:
+            self._count_rejected(decoded)
+            scope_only = all(reason == "scope" for reason in decoded.reasons)
+            raise ClientError(
+                403 if scope_only else 400,
+                "Forbidden" if scope_only else "Invalid events",
+                f"{len(decoded.invalid)} of {len(decoded.types)} events refused; none was "
+                "stored (a batch is all-or-nothing): fix them and send the batch again",
+                "forbidden" if scope_only else "invalid",
+                decoded.errors,
+            )
+        outcome = self.ingestor.ingest(decoded.events)
+        if not outcome.ok:
+            raise _unavailable(outcome)
+        for event in decoded.events:
+            self.metrics.accepted.labels(event.type).inc()
+        return outcome
+
+    def _count_rejected(self, decoded: ce.Decoded) -> None:
+        invalid = dict(zip(decoded.invalid, decoded.reasons, strict=True))
+        for index, event_type in enumerate(decoded.types):
+            reason = invalid.get(index, "batch_rejected")
+            self.metrics.rejected.labels(event_type, reason).inc()
+
+    # -- OTLP traces -------------------------------------------------------------------
+
+    async def traces(self, request: Request) -> Response:
+        declared = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        try:
+            key = await self.authorize(request)
+            kind = media_type(request, otlp.MEDIA_TYPES)
+            body = await read_body(request, self.limits.max_body_bytes)
+            rejected, message = await asyncio.to_thread(self.ingest_traces, body, kind, key)
+        except ClientError as error:
+            self._refused("otlp", error)
+            return error.otlp_status(declared)
+        return Response(
+            otlp.encode_response(rejected, message, kind), status_code=200, media_type=kind
+        )
+
+    def ingest_traces(self, body: bytes, kind: str, key: ApiKey) -> tuple[int, str]:
+        try:
+            export = otlp.decode_request(body, kind)
+        except otlp.OtlpDecodeError as exc:
+            raise ClientError(400, "Bad Request", str(exc), "malformed") from exc
+        now = self.clock()
+        events: list[r.Event] = []
+        problems: list[FieldError] = []
+        index = ignored = 0
+        for resource_spans in export.resource_spans:
+            resource = genai.attribute_map(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    attrs = genai.SpanAttributes(genai.attribute_map(span.attributes), resource)
+                    if not genai.is_model_call(attrs):
+                        ignored += 1
+                    else:
+                        event, errors = genai.span_event(index, span, attrs, key, now, self.limits)
+                        if event is not None:
+                            events.append(event)
+                        else:
+                            problems.append(errors[0])
+                    index += 1
+                    if index > self.limits.max_batch_events:
+                        raise ClientError(
+                            413,
+                            "Payload Too Large",
+                            f"more than {self.limits.max_batch_events} spans in one request "
+                            "(MH_INGEST_MAX_BATCH_EVENTS)",
+                            "too_large",
+                        )
+        self.metrics.batch_events.labels("otlp").observe(index)
+        self.metrics.spans_ignored.inc(ignored)
+        for problem in problems:
+            self.metrics.rejected.labels(r.MODEL_CALL, problem.reason).inc()
+        if events:
+            outcome = self.ingestor.ingest(events)
+            if not outcome.ok:
+                raise _unavailable(outcome)
+            self.metrics.accepted.labels(r.MODEL_CALL).inc(len(events))
+        message = "; ".join(
+            f"span {p.index}: {p.field}: {p.message}" for p in problems[:MAX_OTLP_MESSAGES]
+        )
+        if len(problems) > MAX_OTLP_MESSAGES:
+            message += f"; and {len(problems) - MAX_OTLP_MESSAGES} more"
+        return len(problems), message
+
+
+def _unavailable(outcome: IngestOutcome) -> ClientError:
+    what = "rating failed" if outcome.stage == "rate" else "the store refused the write"
+    return ClientError(
+        503,
+        "Service Unavailable",
+        f"{what}; nothing was acknowledged, send the same request again: {outcome.error[:300]}",
+        "unavailable",
+        headers={"Retry-After": "5"},
+    )

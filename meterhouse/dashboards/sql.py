@@ -1,0 +1,73 @@
+"""SQL pieces every ClickHouse panel shares: tenant filters and the account's calendar.
+
+Template variables are interpolated by Grafana before ClickHouse parses the query, so
+``${tz:singlequote}`` becomes a constant string literal: that is what lets the time zone
+argument of ``toTimeZone``/``toDateTime`` (which ClickHouse requires to be constant) follow
+the selected account.
+
+"Now" is the end of the dashboard's time range (``$__toTime``), not the server clock: with
+the default range (ending "now") that is the present, and moving the range end to a past
+date shows "this month" as it was then. Only freshness checks (sync age) use ``now()``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ACCOUNT: Final = "${account:singlequote}"
+TZ: Final = "${tz:singlequote}"
+
+ACCOUNT_FILTER: Final = f"account_id = {ACCOUNT}"
+# With "All" selected the plugin replaces the whole call by 1=1: no IN list of every id.
+TEAM_FILTER: Final = "$__conditionalAll(team_id IN (${team:singlequote}), $team)"
+PROJECT_FILTER: Final = "$__conditionalAll(project_id IN (${project:singlequote}), $project)"
+TENANT_FILTER: Final = f"{ACCOUNT_FILTER} AND {TEAM_FILTER} AND {PROJECT_FILTER}"
+ACCOUNTS_FILTER: Final = "$__conditionalAll(account_id IN (${account:singlequote}), $account)"
+
+
+def accounts_filter(column: str) -> str:
+    """Multi-account dashboards: the selected accounts, or no filter for "All"."""
+    return f"$__conditionalAll({column} IN (${{account:singlequote}}), $account)"
+
+
+# The account's calendar at the end of the time range. A WITH prologue: each query that
+# needs "this month" starts with it and then uses the names.
+CALENDAR: Final = f"""WITH
+    toTimeZone($__toTime, {TZ}) AS local_now,
+    toStartOfMonth(local_now) AS this_month,
+    this_month - INTERVAL 1 MONTH AS last_month,
+    toDayOfMonth(local_now) AS day_of_month,
+    toDateTime(this_month, {TZ}) AS month_start,
+    toDateTime(last_month, {TZ}) AS last_month_start,
+    local_now - INTERVAL 1 MONTH AS same_time_last_month"""
+
+# The range as dates in the account's time zone, for the daily rollup.
+LOCAL_DATE_RANGE: Final = (
+    f"local_date >= toDate(toTimeZone($__fromTime, {TZ})) "
+    f"AND local_date <= toDate(toTimeZone($__toTime, {TZ}))"
+)
+
+
+def change(current: str, previous: str) -> str:
+    """Relative change from ``previous`` to ``current`` (0.25 = +25%); NULL without a base."""
+    return (
+        f"if({previous} = 0, NULL, "
+        f"(toFloat64({current}) - toFloat64({previous})) / abs(toFloat64({previous})))"
+    )
+
+
+# Stripe amounts are integers in the currency's minor unit, except for zero-decimal
+# currencies (https://docs.stripe.com/currencies#zero-decimal).
+ZERO_DECIMAL_CURRENCIES: Final = (
+    "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv",
+    "xaf", "xof", "xpf",
+)  # fmt: skip
+
+
+def major_units(amount: str, currency: str = "currency") -> str:
+    """A Stripe minor-unit amount as a Decimal in the currency's major unit."""
+    zero_decimal = ", ".join(f"'{code}'" for code in ZERO_DECIMAL_CURRENCIES)
+    return (
+        f"if(lower({currency}) IN ({zero_decimal}), toDecimal128({amount}, 2), "
+        f"toDecimal128({amount}, 2) / 100)"
+    )

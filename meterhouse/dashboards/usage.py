@@ -1,0 +1,163 @@
+"""2 Usage statement: every priced line, like a bank statement, in credits and USD."""
+
+from __future__ import annotations
+
+from meterhouse.dashboards import variables
+from meterhouse.dashboards.grafana import CREDITS, USD, Board
+from meterhouse.dashboards.spec import Kind, columns
+from meterhouse.dashboards.sql import LOCAL_DATE_RANGE, TENANT_FILTER, TZ
+
+UID = "meterhouse-usage-statement"
+
+ITEMS_SQL = (
+    "SELECT DISTINCT item FROM usage_daily "
+    "WHERE account_id = ${account:singlequote} AND kind IN (${kind:singlequote}) "
+    "ORDER BY item"
+)
+KIND_FILTER = "$__conditionalAll(kind IN (${kind:singlequote}), $kind)"
+ITEM_FILTER = "$__conditionalAll(item IN (${item:singlequote}), $item)"
+STATEMENT_FILTER = f"{TENANT_FILTER} AND {KIND_FILTER} AND {ITEM_FILTER}"
+
+TOTALS_SQL = f"""SELECT
+    sum(credits) AS "Credits",
+    sum(usd) AS "USD",
+    count() AS "Events",
+    countIf(priced = 0) AS "Unpriced events"
+FROM usage_events
+WHERE {STATEMENT_FILTER} AND $__timeFilter(event_time)
+"""
+
+# One line per (item, usage type, unit price): a price change inside the range shows as
+# two lines, as on a bank statement.
+STATEMENT_SQL = f"""SELECT
+    kind AS "Kind",
+    item AS "Item",
+    lines.usage_type AS "Usage",
+    lines.unit AS "Unit",
+    sum(lines.quantity) AS "Quantity",
+    lines.unit_price_credits AS "Unit price (credits)",
+    lines.unit_price_usd AS "Unit price (USD)",
+    sum(lines.credits) AS "Credits",
+    sum(lines.usd) AS "USD",
+    uniqExact(event_id) AS "Events",
+    min(event_time) AS "First",
+    max(event_time) AS "Last"
+FROM usage_events
+ARRAY JOIN lines
+WHERE {STATEMENT_FILTER} AND $__timeFilter(event_time)
+GROUP BY "Kind", "Item", "Usage", "Unit", "Unit price (credits)", "Unit price (USD)"
+ORDER BY "Credits" DESC, "Kind", "Item", "Usage"
+"""
+
+DAILY_SQL = f"""SELECT
+    local_date AS "Day",
+    kind AS "Kind",
+    item AS "Item",
+    usage_type AS "Usage",
+    unit AS "Unit",
+    sum(quantity) AS "Quantity",
+    sum(credits) AS "Credits",
+    sum(usd) AS "USD",
+    sum(events) AS "Events"
+FROM usage_daily
+WHERE {STATEMENT_FILTER} AND {LOCAL_DATE_RANGE}
+GROUP BY "Day", "Kind", "Item", "Usage", "Unit"
+ORDER BY "Day" DESC, "Credits" DESC, "Kind", "Item", "Usage"
+"""
+
+DAILY_USD_SQL = f"""SELECT
+    toDateTime(local_date, {TZ}) AS time,
+    kind,
+    sum(usd) AS usd
+FROM usage_daily
+WHERE {STATEMENT_FILTER} AND {LOCAL_DATE_RANGE}
+GROUP BY time, kind
+ORDER BY time, kind
+"""
+
+
+def build() -> Board:
+    board = Board(
+        UID,
+        "meterhouse / 2 Usage statement",
+        "Every model call, job and API line in the time range: quantity, unit price, "
+        "credits and USD, filterable by team, project, kind and item.",
+        file_name="02-usage-statement.json",
+    )
+    variables.tenant(board)
+    variables.pick_list(board, "kind", "Kind", variables.USAGE_KINDS)
+    board.variables(variables.query_variable("item", "Item", ITEMS_SQL, multi=True))
+    board.variable_query("item", ITEMS_SQL, columns(item=Kind.STRING))
+    board.stat(
+        "Totals in range",
+        TOTALS_SQL,
+        cols=columns(
+            Credits=Kind.NUMBER,
+            USD=Kind.NUMBER,
+            Events=Kind.NUMBER,
+            **{"Unpriced events": Kind.NUMBER},
+        ),
+        description="Credits and USD of the usage in the time range, the number of usage "
+        "events, and how many of them no price applied to yet.",
+        w=24,
+        h=4,
+        units={"Credits": CREDITS, "USD": USD, "Events": "short", "Unpriced events": "short"},
+        decimals=2,
+    )
+    board.table(
+        "Statement",
+        STATEMENT_SQL,
+        cols=columns(
+            Kind=Kind.STRING,
+            Item=Kind.STRING,
+            Usage=Kind.STRING,
+            Unit=Kind.STRING,
+            Quantity=Kind.NUMBER,
+            **{"Unit price (credits)": Kind.NUMBER, "Unit price (USD)": Kind.NUMBER},
+            Credits=Kind.NUMBER,
+            USD=Kind.NUMBER,
+            Events=Kind.NUMBER,
+            First=Kind.TIME,
+            Last=Kind.TIME,
+        ),
+        description="One line per item, usage type and unit price in the time range. Use "
+        "the column filters (funnel icon) to narrow it down.",
+        units={
+            "Credits": CREDITS,
+            "USD": USD,
+            "Unit price (credits)": CREDITS,
+            "Unit price (USD)": USD,
+        },
+        h=12,
+    )
+    board.timeseries(
+        "USD per day",
+        DAILY_USD_SQL,
+        cols=columns(time=Kind.TIME, kind=Kind.STRING, usd=Kind.NUMBER),
+        description="Dollar value of the usage per day (account time zone), by kind.",
+        w=24,
+        unit=USD,
+        bars=True,
+        stacked=True,
+        series_label="kind",
+    )
+    board.table(
+        "Daily lines",
+        DAILY_SQL,
+        cols=columns(
+            Day=Kind.TIME,
+            Kind=Kind.STRING,
+            Item=Kind.STRING,
+            Usage=Kind.STRING,
+            Unit=Kind.STRING,
+            Quantity=Kind.NUMBER,
+            Credits=Kind.NUMBER,
+            USD=Kind.NUMBER,
+            Events=Kind.NUMBER,
+        ),
+        description="The same usage per day in the account's time zone (from the daily "
+        "rollup), newest first.",
+        units={"Credits": CREDITS, "USD": USD},
+        h=12,
+    )
+    return board

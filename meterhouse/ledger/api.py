@@ -1,0 +1,116 @@
+"""Read API of the ledger, and the service hook that installs it with the gauges.
+
+``GET /api/v1/accounts/{account}/balance[?at=ISO time]``
+``GET /api/v1/accounts/{account}/statement?month=YYYY-MM[&team=T][&project=P][&format=F]``
+
+Who may read an account's credits is decided in :func:`authorize_account_read` alone, so
+per-user read keys can replace today's rule (the service admin token, as for /api/v1/sql)
+in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from meterhouse.errors import MeterhouseError, StoreError
+from meterhouse.ledger.amounts import jsonable
+from meterhouse.ledger.balance import account_balance
+from meterhouse.ledger.errors import LedgerNotFoundError
+from meterhouse.ledger.metrics import LedgerMetrics, Refresher
+from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
+from meterhouse.ledger.statement import Scope, build_statement
+from meterhouse.ledger.statement_render import FORMATS, render
+from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.tenants import now_utc
+
+_MEDIA = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "table": "text/plain; charset=utf-8",
+}
+
+
+def authorize_account_read(
+    ctx: ServiceContext, request: Request, account_id: str
+) -> Response | None:
+    """None when the caller may read ``account_id``'s credits, else the refusal to send."""
+    token = bearer_token(request)
+    if ctx.admin_token and token and hmac.compare_digest(token, ctx.admin_token):
+        return None
+    return problem(
+        401, "Unauthorized", f"reading account {account_id} needs the admin bearer token"
+    )
+
+
+def _refusal(exc: MeterhouseError) -> Response:
+    if isinstance(exc, StoreError):
+        return problem(503, "Store unavailable", str(exc))
+    if isinstance(exc, LedgerNotFoundError):
+        return problem(404, "Not Found", str(exc))
+    return problem(400, "Bad Request", str(exc))
+
+
+def routes(ctx: ServiceContext) -> list[Route]:
+    async def balance(request: Request) -> Response:
+        account_id = request.path_params["account"]
+        refused = authorize_account_read(ctx, request, account_id)
+        if refused is not None:
+            return refused
+        try:
+            zone = await asyncio.to_thread(account_zone, ctx.store, account_id)
+            at_text = request.query_params.get("at")
+            at = parse_time(at_text, zone) if at_text else now_utc()
+            result = await asyncio.to_thread(account_balance, ctx.store, account_id, at)
+        except MeterhouseError as exc:
+            return _refusal(exc)
+        return JSONResponse(jsonable(result.to_dict()))
+
+    async def statement(request: Request) -> Response:
+        account_id = request.path_params["account"]
+        refused = authorize_account_read(ctx, request, account_id)
+        if refused is not None:
+            return refused
+        fmt = request.query_params.get("format", "json")
+        if fmt not in FORMATS:
+            return problem(400, "Bad Request", f"format must be one of {', '.join(FORMATS)}")
+        scope = Scope(
+            team=request.query_params.get("team", ""),
+            project=request.query_params.get("project", ""),
+        )
+        try:
+            zone = await asyncio.to_thread(account_zone, ctx.store, account_id)
+            month_text = request.query_params.get("month")
+            month = (
+                parse_month(month_text)
+                if month_text
+                else MonthSpan.containing(now_utc(), zone).month
+            )
+            result = await asyncio.to_thread(
+                build_statement, ctx.store, account_id, month, scope=scope
+            )
+        except MeterhouseError as exc:
+            return _refusal(exc)
+        if fmt == "json":
+            return JSONResponse(result.to_dict())
+        return Response(render(result, fmt), media_type=_MEDIA[fmt])
+
+    return [
+        Route("/api/v1/accounts/{account}/balance", balance, methods=["GET"]),
+        Route("/api/v1/accounts/{account}/statement", statement, methods=["GET"]),
+    ]
+
+
+def install_ledger(ctx: ServiceContext) -> None:
+    """Service hook: the read API, and the budget and balance gauges on the registry."""
+    ctx.routes.extend(routes(ctx))
+    metrics = LedgerMetrics(ctx.store)
+    ctx.registry.register(metrics)
+    refresher = Refresher(metrics, ctx.settings.ledger_metrics_refresh_seconds)
+    ctx.on_startup.append(refresher.start)
+    ctx.on_shutdown.append(refresher.stop)
