@@ -204,46 +204,55 @@ def reprice(
     plan = AccountDirectory(store).get(account_id).plan
     params = _range_params(account_id, start, end)
     result.daily_was_exact = not daily_differences(store, account_id, start, end)
-    for day in _days_with_usage(store, params):
-        stored = _stored_rows(store, params, day)
-        with localcontext(CONTEXT):  # totals exact at any size, as the Decimal(38, 12) sums
-            replacements = _rerate(stored, rater, plan, result)
-        if replacements and not dry_run:
-            _replace(store, account_id, day, stored, replacements)
-    if not dry_run and (result.repriced or result.duplicates or not result.daily_was_exact):
-        result.daily_rows = rebuild_daily(store, account_id, start, end)
+    completed = False
+    try:
+        for day in _days_with_usage(store, params):
+            stored = _stored_rows(store, params, day)
+            with localcontext(CONTEXT):  # totals exact at any size, as the column sums are
+                replacements = _rerate(stored, rater, plan, result)
+            if replacements and not dry_run:
+                _replace(store, account_id, day, stored, replacements)
+        if not dry_run and (result.repriced or result.duplicates or not result.daily_was_exact):
+            result.daily_rows = rebuild_daily(store, account_id, start, end)
+        completed = True
+    finally:
+        if result.changed and not dry_run:  # recorded even when a failure cut it short
+            _audit(store, result, actor, completed=completed)
+    if result.daily_rows:
         _check_after(store, result, params)
-    if result.changed and not dry_run:
-        audit(
-            store,
-            actor=actor,
-            action="usage.reprice",
-            target_type="account",
-            target_id=account_id,
-            account_id=account_id,
-            before={
-                "from": start,
-                "to": end,
-                "events": result.events,
-                "credits": result.credits_before,
-                "usd": result.usd_before,
-                "price_versions": dict(result.price_versions_before),
-                "usage_daily_was_exact": result.daily_was_exact,
-            },
-            after={
-                "from": start,
-                "to": end,
-                "repriced": result.repriced,
-                "duplicates_removed": result.duplicates,
-                "skipped": dict(result.skipped),
-                "credits": result.credits_after,
-                "usd": result.usd_after,
-                "price_versions": dict(result.price_versions_after),
-                "usage_daily_rows_rebuilt": result.daily_rows,
-            },
-        )
     log.info("usage repriced", **{k: v for k, v in result.summary().items() if k != "skipped"})
     return result
+
+
+def _audit(store: Store, result: RepriceResult, actor: str, *, completed: bool) -> None:
+    span = {"from": result.start, "to": result.end}
+    audit(
+        store,
+        actor=actor,
+        action="usage.reprice",
+        target_type="account",
+        target_id=result.account_id,
+        account_id=result.account_id,
+        before={
+            **span,
+            "events": result.events,
+            "credits": result.credits_before,
+            "usd": result.usd_before,
+            "price_versions": dict(result.price_versions_before),
+            "usage_daily_was_exact": result.daily_was_exact,
+        },
+        after={
+            **span,
+            "completed": completed,
+            "repriced": result.repriced,
+            "duplicates_removed": result.duplicates,
+            "skipped": dict(result.skipped),
+            "credits": result.credits_after,
+            "usd": result.usd_after,
+            "price_versions": dict(result.price_versions_after),
+            "usage_daily_rows_rebuilt": result.daily_rows,
+        },
+    )
 
 
 def _range_params(account_id: str, start: date, end: date) -> dict[str, Any]:

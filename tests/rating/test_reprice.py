@@ -226,7 +226,7 @@ def test_reprice_replaces_the_range_and_keeps_usage_daily_exact(
     assert Decimal(before["credits"]) == result.credits_before
     assert Decimal(after["credits"]) == result.credits_after
     assert Decimal(after["usd"]) == result.usd_after
-    assert after["repriced"] == 12
+    assert (after["repriced"], after["completed"]) == (12, True)
 
     # Again with the same prices: nothing changes, nothing is recorded.
     again = reprice(db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book_v2))
