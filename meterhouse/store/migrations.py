@@ -27,6 +27,7 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _CREATE = re.compile(
     r"^(CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|VIEW)\s+IF\s+NOT\s+EXISTS\s+)(\w+)", re.I
 )
+_ALTER = re.compile(r"^(ALTER\s+TABLE\s+)(\w+)", re.I)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b", re.I)
 
 
@@ -105,6 +106,12 @@ def render(statements: list[str], topology: Topology, local_tables: set[str]) ->
     on_cluster = f" ON CLUSTER '{topology.cluster}'"
     rendered: list[str] = []
     for statement in statements:
+        altered = _ALTER.match(statement)
+        if altered:
+            name = altered.group(2)
+            target = f"{name}_local" if topology.sharded and name in local_tables else name
+            rendered.append(f"{altered.group(1)}{target}{on_cluster}{statement[altered.end() :]}")
+            continue
         created = _CREATE.match(statement)
         if not created:
             rendered.append(statement)
@@ -137,9 +144,14 @@ def _to_local_refs(body: str, local_tables: set[str], *, is_view: bool) -> str:
     return body
 
 
-def render_migration(migration: Migration, topology: Topology) -> list[str]:
-    statements = migration.statements()
-    return render(statements, topology, _mergetree_tables(statements))
+def render_migration(
+    migration: Migration, topology: Topology, all_migrations: list[Migration] | None = None
+) -> list[str]:
+    """A migration's statements for a topology; ALTERs may name tables of earlier files."""
+    tables: set[str] = set()
+    for other in all_migrations or [migration]:
+        tables |= _mergetree_tables(other.statements())
+    return render(migration.statements(), topology, tables)
 
 
 def _ensure_table(store: Store, topology: Topology) -> None:
@@ -193,7 +205,7 @@ def migrate(
     for migration in todo:
         if progress:
             progress(migration)
-        for statement in render_migration(migration, topology):
+        for statement in render_migration(migration, topology, migrations):
             try:
                 store.command(statement)
             except StoreError as exc:
@@ -212,7 +224,11 @@ def migrate(
 
 
 def apply_job_log_ttl(store: Store, days: int, topology: Topology) -> bool:
-    """Make job_logs' TTL match the setting; True when it was changed."""
+    """Make job_logs' TTL match the setting; True when it was changed.
+
+    The new TTL is materialized at once, so a shorter retention also drops logs already
+    stored (on a large table that rewrites parts: it runs only when the setting changed).
+    """
     table = "job_logs_local" if topology.sharded else "job_logs"
     current = store.query(
         "SELECT engine_full FROM system.tables "
@@ -225,6 +241,6 @@ def apply_job_log_ttl(store: Store, days: int, topology: Topology) -> bool:
     store.command(
         f"ALTER TABLE {table}{on_cluster} "
         f"MODIFY TTL toDateTime(log_time) + INTERVAL {int(days)} DAY",
-        settings={"materialize_ttl_after_modify": 0},
+        settings={"mutations_sync": 2},
     )
     return True

@@ -84,10 +84,15 @@ def test_split_statements_ignores_comments() -> None:
 )
 def test_cluster_variants_are_valid_clickhouse(migrated_store: Store, topology: Topology) -> None:
     """The real engine's parser accepts every rendered statement (formatQuery)."""
-    for migration in load_migrations():
-        for statement in render_migration(migration, topology):
+    migrations = load_migrations()
+    for migration in migrations:
+        for statement in render_migration(migration, topology, migrations):
             formatted = migrated_store.query("SELECT formatQuery({q:String})", {"q": statement})
             assert formatted.scalar()
+            if statement.startswith("ALTER TABLE"):
+                assert "ON CLUSTER 'main'" in statement
+                if topology.sharded:
+                    assert statement.split()[2].endswith("_local")
             if statement.startswith("CREATE TABLE") and " AS " not in statement.split("(")[0]:
                 assert "ON CLUSTER 'main'" in statement
                 assert "ENGINE = Replicated" in statement

@@ -50,9 +50,7 @@ def test_ttl_follows_the_setting_and_drops_only_older_rows(
     assert migrate(migrated_store, job_log_ttl_days=days) == []  # no new migration ...
     assert _table_ttl(migrated_store) == "toDateTime(log_time) + toIntervalDay(7)"  # ... new TTL
 
-    # Existing parts keep the expiry they were written with (apply_job_log_ttl modifies the
-    # TTL with materialize_ttl_after_modify=0) until the TTL is materialized:
-    migrated_store.command("ALTER TABLE job_logs MATERIALIZE TTL", settings={"mutations_sync": 2})
+    # The new TTL is materialized at once: logs already stored expire by it too.
     migrated_store.command("OPTIMIZE TABLE job_logs FINAL")
     assert _runs_in_logs(migrated_store) == ["age-1d", "age-6d"]
 

@@ -99,7 +99,7 @@ def _current_runs(store: Store) -> dict[str, dict[str, Any]]:
     return {row.pop("run_id"): row for row in rows}
 
 
-@pytest.mark.parametrize("seed", [11, 29, 47])
+@pytest.mark.parametrize("seed", [11, 47])
 def test_shuffled_and_duplicated_events_give_each_run_and_job_its_latest_state(
     migrated_store: Store, seed: int
 ) -> None:
