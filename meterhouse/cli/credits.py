@@ -132,7 +132,7 @@ def _balance_text(payload: dict[str, Any], fmt: str) -> str:
         for g in payload["grants"]
     ]
     table = render_dicts(grants, "table") if grants else "(no grants)"
-    return "\n".join([*head, "", "Grants in burn-down order of taking effect:", table])
+    return "\n".join([*head, "", "Grants, in the order they took effect:", table])
 
 
 @click.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import tenants as t
+from meterhouse.access.demo_seed import seed_access
 from meterhouse.demo.generator import DemoData
 from meterhouse.errors import MeterhouseError
 from meterhouse.ledger.demo_seed import seed_ledger
@@ -65,6 +66,7 @@ def store_tenants(store: Store, data: DemoData, actor: str) -> None:
                 "updated_at": [now] * len(tenant.users),
             },
         )
+    seed_access(store, data, actor)  # users of several roles (also for --via-api)
 
 
 def store_events(store: Store, data: DemoData, rater: Rater, progress: Progress) -> DemoSummary:

@@ -3,15 +3,14 @@
 ``GET /api/v1/accounts/{account}/balance[?at=ISO time]``
 ``GET /api/v1/accounts/{account}/statement?month=YYYY-MM[&team=T][&project=P][&format=F]``
 
-Who may read an account's credits is decided in :func:`authorize_account_read` alone, so
-per-user read keys can replace today's rule (the service admin token, as for /api/v1/sql)
-in one place.
+Who may read what is decided in meterhouse/service/auth.py: the admin token reads every
+account, a personal read key what its user's roles allow (team- or project-scoped roles
+get their own usage only, as JSON); docs/access.md has the rules.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +24,8 @@ from meterhouse.ledger.metrics import LedgerMetrics, Refresher
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement
 from meterhouse.ledger.statement_render import FORMATS, render
-from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.service.app import ServiceContext, problem
+from meterhouse.service.auth import authorize_read, authorize_statement
 from meterhouse.tenants import now_utc
 
 _MEDIA = {
@@ -36,16 +36,12 @@ _MEDIA = {
 }
 
 
-def authorize_account_read(
+async def authorize_account_read(
     ctx: ServiceContext, request: Request, account_id: str
 ) -> Response | None:
-    """None when the caller may read ``account_id``'s credits, else the refusal to send."""
-    token = bearer_token(request)
-    if ctx.admin_token and token and hmac.compare_digest(token, ctx.admin_token):
-        return None
-    return problem(
-        401, "Unauthorized", f"reading account {account_id} needs the admin bearer token"
-    )
+    """None when the caller may read ``account_id``'s balance, else the refusal to send."""
+    allowed = await authorize_read(ctx, request, account_id, "balance", "balance")
+    return allowed if isinstance(allowed, Response) else None
 
 
 def _refusal(exc: MeterhouseError) -> Response:
@@ -59,7 +55,7 @@ def _refusal(exc: MeterhouseError) -> Response:
 def routes(ctx: ServiceContext) -> list[Route]:
     async def balance(request: Request) -> Response:
         account_id = request.path_params["account"]
-        refused = authorize_account_read(ctx, request, account_id)
+        refused = await authorize_account_read(ctx, request, account_id)
         if refused is not None:
             return refused
         try:
@@ -73,16 +69,13 @@ def routes(ctx: ServiceContext) -> list[Route]:
 
     async def statement(request: Request) -> Response:
         account_id = request.path_params["account"]
-        refused = authorize_account_read(ctx, request, account_id)
-        if refused is not None:
-            return refused
+        access = await authorize_statement(ctx, request, account_id)
+        if isinstance(access, Response):
+            return access
         fmt = request.query_params.get("format", "json")
         if fmt not in FORMATS:
             return problem(400, "Bad Request", f"format must be one of {', '.join(FORMATS)}")
-        scope = Scope(
-            team=request.query_params.get("team", ""),
-            project=request.query_params.get("project", ""),
-        )
+        scope = Scope(team=access.team, project=access.project)
         try:
             zone = await asyncio.to_thread(account_zone, ctx.store, account_id)
             month_text = request.query_params.get("month")
@@ -97,7 +90,7 @@ def routes(ctx: ServiceContext) -> list[Route]:
         except MeterhouseError as exc:
             return _refusal(exc)
         if fmt == "json":
-            return JSONResponse(result.to_dict())
+            return JSONResponse(access.body(result.to_dict()))
         return Response(render(result, fmt), media_type=_MEDIA[fmt])
 
     return [

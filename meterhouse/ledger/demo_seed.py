@@ -2,8 +2,7 @@
 
 Called after the demo's events are stored, relative to the demo's end time and each
 account's time zone, so the statements of this month and the last one read like real
-ones: allowances at each month start (this month, last month, and any earlier month the
-demo's events reach into), a top-up in the middle, the unused part of a
+ones: allowances at each month start, a top-up in the middle, the unused part of a
 promotional credit leaving the balance at its expiry, and budgets of which one is past
 80 % (sized from the usage actually stored, so it holds whatever the prices are).
 Everything is keyed: running the demo again credits nothing twice.
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from meterhouse.demo.generator import DemoData, DemoTenant
 from meterhouse.ledger import budgets as b
@@ -71,21 +69,13 @@ def _grant(
     seed.grants_created += int(outcome.created)
 
 
-def _months(start: datetime, end: datetime, zone: ZoneInfo) -> list[MonthSpan]:
-    """Last month, this month, and any earlier month the demo's events reach into."""
-    this = MonthSpan.containing(end, zone)
-    spans = [this]
-    while spans[0].start > start or len(spans) < 2:
-        spans.insert(0, MonthSpan.containing(spans[0].start - timedelta(milliseconds=1), zone))
-    return spans
-
-
 def _grants(store: Store, seed: LedgerSeed, tenant: DemoTenant, data: DemoData, actor: str) -> None:
     zone = zone_of(tenant.time_zone)
     end = data.end
     this = MonthSpan.containing(end, zone)
     allowance = PLAN_ALLOWANCES.get(tenant.plan, PLAN_ALLOWANCES["free"])
-    for span in _months(data.start, end, zone):
+    last = MonthSpan.containing(this.start - timedelta(milliseconds=1), zone)
+    for span in (last, this):
         _grant(
             store,
             seed,

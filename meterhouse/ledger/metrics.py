@@ -53,8 +53,11 @@ class LedgerMetrics(Collector):
         try:
             statuses = budget_statuses(self.store, at)
             balances = list(all_balances(self.store, at).values())
-        except MeterhouseError as exc:
-            log.warning("ledger metrics refresh failed", error=str(exc))
+        except Exception as exc:  # a background refresh reports, it never dies
+            if isinstance(exc, MeterhouseError):
+                log.warning("ledger metrics refresh failed", error=str(exc))
+            else:
+                log.exception("ledger metrics refresh failed")
             with self._lock:
                 previous = self.snapshot
                 self.snapshot = LedgerSnapshot(

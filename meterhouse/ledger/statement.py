@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -318,7 +318,8 @@ class _Window:
         }
 
     def day(self, index: int) -> date:
-        return self.span.days()[index - 1]
+        """The local date of day number ``index`` (1 = the first) of the month."""
+        return self.span.month + timedelta(days=index - 1)
 
     def local_date(self, at: datetime) -> date:
         return at.astimezone(self.zone).date()
