@@ -4,8 +4,10 @@ At (or after) each period start of an active subscription, the linked account re
 ``sum(product credits x quantity)`` credits as a ``plan_allowance`` grant, effective at the
 period start and expiring at its end. The idempotency key
 ``allowance:{subscription}:{period start}`` makes every pass, webhook or restart that sees
-the same period grant nothing more. Missed periods (the sync was down for a whole period)
-are not granted afterwards; the reconciliation only expects the current period's.
+the same period grant nothing more; a period that already holds a plan allowance grant
+under another key is left as it is (and the reconciliation compares the amounts). Missed
+periods (the sync was down for a whole period) are not granted afterwards; the
+reconciliation only expects the current period's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing_sync.views import GRANTABLE_STATUSES, BillingView, Subscription
+from billing_sync.views import GRANTABLE_STATUSES, AllowanceGrant, BillingView, Subscription
 from meterhouse.ledger.grants import create_grant
 from meterhouse.store.base import Store
 
@@ -46,12 +48,16 @@ def allowances_due(view: BillingView, now: datetime) -> list[AllowanceDue]:
 
 
 def grant_allowances(store: Store, view: BillingView, now: datetime, actor: str) -> int:
-    """Grant every due allowance not granted yet; return how many were created now."""
+    """Grant every due allowance not granted yet; return how many were created now.
+
+    A period that already has a plan allowance grant of the account, under any key (one
+    granted by hand while the sync was down, say), is not granted again.
+    """
     created = 0
     for allowance in allowances_due(view, now):
-        if allowance.key in view.allowance_grants.get(allowance.account_id, {}):
-            continue
         start, end = allowance.period_start, allowance.period_end
+        if view.granted_in(allowance.account_id, start, end):
+            continue
         outcome = create_grant(
             store,
             account_id=allowance.account_id,
@@ -68,8 +74,8 @@ def grant_allowances(store: Store, view: BillingView, now: datetime, actor: str)
             source="stripe",
             stripe_ref=f"{allowance.subscription.subscription_id}:{int(start.timestamp())}",
         )
-        view.allowance_grants.setdefault(allowance.account_id, {})[allowance.key] = outcome.grant[
-            "amount"
-        ]
+        view.allowance_grants.setdefault(allowance.account_id, []).append(
+            AllowanceGrant(allowance.key, outcome.grant["amount"], start)
+        )
         created += int(outcome.created)
     return created

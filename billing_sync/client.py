@@ -13,6 +13,7 @@ so a rate-limited page is waited for and fetched again, inside auto-pagination t
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -106,6 +107,10 @@ def api_key_of(settings: Settings) -> str:
 
 def new_client(api_key: str, api_base: str, max_network_retries: int) -> stripe.StripeClient:
     """A client pinned to PINNED_API_VERSION, retrying as described above."""
+    # The library logs every request at INFO (thousands per full pass); keep its warnings,
+    # and its request lines when meterhouse itself runs at DEBUG.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("stripe").setLevel(logging.WARNING)
     return stripe.StripeClient(
         api_key,
         stripe_version=PINNED_API_VERSION,

@@ -3,9 +3,10 @@
 Without MH_STRIPE_API_KEY the demo starts a local Stripe-shaped server (local_stripe.py)
 on 127.0.0.1, seeds it with plans, customers, subscriptions and invoices for the demo's
 accounts, links the accounts to their customers, runs one full sync through the official
-library, and stops the server. Three disagreements are planted so the reconciliation has
-something to say: umbrella pays for starter while meterhouse has it on pro, initech's
-latest invoice failed to charge, and a Stripe customer (hooli) has no account.
+library, and stops the server. Disagreements are planted so the reconciliation has
+something to say: umbrella pays for starter while meterhouse has it on pro (so its
+allowance is too big as well), initech's latest invoice failed to charge, and a Stripe
+customer (hooli) has no account.
 
 With a key set, nothing is written to Stripe: the demo syncs the configured account as
 `meterhouse billing sync` would and shows the same summary.
@@ -14,7 +15,7 @@ With a key set, nothing is written to Stripe: the demo syncs the configured acco
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any, Final
 
 from billing_sync.client import make_client, new_client
@@ -24,21 +25,20 @@ from billing_sync.summary import billing_summary
 from billing_sync.sync import BillingSync
 from meterhouse import tenants
 from meterhouse.demo.generator import DemoData
+from meterhouse.ledger.demo_seed import PLAN_ALLOWANCES
+from meterhouse.ledger.months import MonthSpan, zone_of
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
-# plan -> (monthly price in cents, credits per period)
-PLANS: Final = {
-    "starter": (4_900, "20000"),
-    "pro": (49_900, "250000"),
-    "enterprise": (99_900, "1000000"),
-}
-# What Stripe says each demo account pays for (plan, quantity); umbrella's plan is planted.
+# Monthly price per plan, in cents. Credits per period are the ledger demo's allowances,
+# which `meterhouse demo` grants before this runs: the sync then finds each period granted.
+PRICES: Final = {"starter": 4_900, "pro": 49_900, "enterprise": 99_900}
+# What Stripe says each demo account pays for; umbrella's plan is the planted mismatch.
 STRIPE_PLAN: Final = {
-    "acme": ("pro", 1),
-    "globex": ("enterprise", 3),
-    "initech": ("starter", 1),
-    "umbrella": ("starter", 1),
+    "acme": "pro",
+    "globex": "enterprise",
+    "initech": "starter",
+    "umbrella": "starter",
 }
 PAST_DUE: Final = "initech"
 STRAY_CUSTOMER: Final = ("cus_demo_hooli", "billing@hooli.example", "hooli")
@@ -51,21 +51,20 @@ def billing_source_note(settings: Settings | None) -> str:
     return "from a local Stripe-shaped server the demo started (MH_STRIPE_API_KEY is not set)"
 
 
-def _month_start(moment: datetime) -> int:
-    return int(moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0).timestamp())
-
-
 def seed_local_stripe(stripe: LocalStripe, data: DemoData) -> dict[str, str]:
     """Plans, customers, subscriptions and invoices for the demo's tenants.
 
-    Returns account id -> customer id. Ids are fixed, so seeding again gives the same ids.
+    Each subscription bills calendar months of its account's time zone (as the ledger demo
+    does): last month paid, this month paid, except initech's, whose charge failed.
+    Returns account id -> customer id; ids are fixed, so a second demo run matches the first.
     """
-    period_start = _month_start(data.end)
-    previous_start = _month_start(datetime.fromtimestamp(period_start - 86_400, tz=UTC))
     prices: dict[str, str] = {}
-    for plan, (cents, credits) in PLANS.items():
+    for plan, cents in PRICES.items():
         product = stripe.create_product(
-            plan.title(), plan=plan, credits=credits, object_id=f"prod_demo_{plan}"
+            plan.title(),
+            plan=plan,
+            credits=str(PLAN_ALLOWANCES[plan]),
+            object_id=f"prod_demo_{plan}",
         )
         prices[plan] = stripe.create_price(
             product["id"], cents, object_id=f"price_demo_{plan}_monthly"
@@ -74,22 +73,26 @@ def seed_local_stripe(stripe: LocalStripe, data: DemoData) -> dict[str, str]:
     for tenant in data.tenants:
         if tenant.account_id not in STRIPE_PLAN:
             continue  # free plan: no Stripe customer
-        plan, quantity = STRIPE_PLAN[tenant.account_id]
+        stripe_plan = STRIPE_PLAN[tenant.account_id]
+        this = MonthSpan.containing(data.end, zone_of(tenant.time_zone))
+        last = MonthSpan.containing(this.start - timedelta(milliseconds=1), this.zone)
         customer = stripe.create_customer(
             email=f"billing@{tenant.account_id}.example",
             name=tenant.organisation,
             account=tenant.account_id,
             object_id=f"cus_demo_{tenant.account_id}",
+            created=int(last.start.timestamp()),
         )
         customers[tenant.account_id] = customer["id"]
         sub = stripe.create_subscription(
             customer["id"],
-            [(prices[plan], quantity)],
-            period_start=previous_start,
+            [(prices[stripe_plan], 1)],
+            period_start=int(last.start.timestamp()),
+            period_end=int(this.start.timestamp()),
             object_id=f"sub_demo_{tenant.account_id}",
         )
         stripe.create_invoice(customer["id"], subscription_id=sub["id"], status="paid")
-        stripe.renew_subscription(sub["id"])
+        stripe.renew_subscription(sub["id"], period_end=int(this.end.timestamp()))
         if tenant.account_id == PAST_DUE:
             invoice = stripe.create_invoice(
                 customer["id"], subscription_id=sub["id"], status="open"
@@ -97,7 +100,8 @@ def seed_local_stripe(stripe: LocalStripe, data: DemoData) -> dict[str, str]:
             stripe.fail_invoice_payment(invoice["id"])
         else:
             stripe.create_invoice(customer["id"], subscription_id=sub["id"], status="paid")
-    stripe.add_balance_transaction(customers["acme"], -5_000, description="goodwill credit")
+    if "acme" in customers:
+        stripe.add_balance_transaction(customers["acme"], -5_000, description="goodwill credit")
     stray_id, email, account = STRAY_CUSTOMER
     stripe.create_customer(email=email, name="Hooli", account=account, object_id=stray_id)
     return customers

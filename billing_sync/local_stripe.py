@@ -44,7 +44,6 @@ INVOICE_EVENT_FOR_STATUS: Final = {
     "uncollectible": "invoice.marked_uncollectible",
     "void": "invoice.voided",
 }
-LISTABLE: Final = ("customer", "product", "price", "subscription", "invoice")
 
 
 def add_interval(ts: int, interval: str, count: int = 1) -> int:
@@ -81,7 +80,7 @@ class LocalStripe:
         self.api_key = api_key
         self.api_version = PINNED_API_VERSION
         self.templates = templates if templates is not None else o.BUILTIN_TEMPLATES
-        self._check = check
+        self.checker = check
         self._clock = clock
         self._offset = 0
         self._last_time = 0
@@ -153,14 +152,14 @@ class LocalStripe:
 
     def checked(self, kind: str, obj: Obj) -> Obj:
         """``obj`` after the checker accepted it (once per object version)."""
-        if self._check is not None and id(obj) not in self._checked:
-            self._check(kind, obj)
+        if self.checker is not None and self._checked.get(id(obj)) is not obj:
+            self.checker(kind, obj)
             self._checked[id(obj)] = obj
         return obj
 
     def check_list(self, envelope: Obj) -> Obj:
-        if self._check is not None:
-            self._check("list", envelope)
+        if self.checker is not None:
+            self.checker("list", envelope)
         return envelope
 
     def get(self, kind: str, object_id: str) -> Obj | None:
@@ -350,9 +349,6 @@ class LocalStripe:
             self.objects["customer"][customer_id] = {**customer, "deleted": True}
         self.emit("customer.deleted", customer)
 
-    def is_deleted(self, obj: Obj) -> bool:
-        return bool(obj.get("deleted"))
-
     def add_balance_transaction(
         self,
         customer_id: str,
@@ -420,19 +416,21 @@ class LocalStripe:
         prices: Iterable[tuple[str, int]],
         *,
         period_start: int | None = None,
+        period_end: int | None = None,
         status: str = "active",
         object_id: str | None = None,
         created: int | None = None,
         emit: bool = True,
     ) -> Obj:
-        """A subscription to (price id, quantity) pairs, its current period starting then."""
+        """A subscription to (price id, quantity) pairs, its current period starting then
+        (and lasting one price interval unless ``period_end`` says otherwise)."""
         with self.lock:
             sub_id = object_id or self.new_id("sub")
             start = period_start if period_start is not None else self.now()
             items = []
             for price_id, quantity in prices:
                 interval = self.objects["price"][price_id]["recurring"]["interval"]
-                end = add_interval(start, interval)
+                end = period_end if period_end is not None else add_interval(start, interval)
                 items.append(self._item(sub_id, price_id, quantity, start, end))
             when = created if created is not None else min(start, self.now())
             currency = items[0]["price"]["currency"] if items else "usd"
@@ -503,7 +501,7 @@ class LocalStripe:
         self.emit("customer.subscription.updated", after, previous)
         return after
 
-    def renew_subscription(self, sub_id: str) -> Obj:
+    def renew_subscription(self, sub_id: str, *, period_end: int | None = None) -> Obj:
         """Start the next period of every item (Stripe's period rollover)."""
         with self.lock:
             before = self.objects["subscription"][sub_id]
@@ -511,7 +509,7 @@ class LocalStripe:
             for item in self.items[sub_id]:
                 interval = item["price"]["recurring"]["interval"]
                 start = item["current_period_end"]
-                end = add_interval(start, interval)
+                end = period_end if period_end is not None else add_interval(start, interval)
                 items.append({**item, "current_period_start": start, "current_period_end": end})
             after = self._put("subscription", self._with_items(before, items))
         self.emit("customer.subscription.updated", after, {"items": before["items"]})

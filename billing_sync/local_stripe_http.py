@@ -161,6 +161,7 @@ class LocalStripeServer:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.versions_seen: Counter[str] = Counter()
         self.idempotency_keys: list[str] = []
+        self.errors: list[str] = []  # requests it could not answer (e.g. a check failed)
         self._replies: dict[str, tuple[int, bytes]] = {}
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -408,6 +409,10 @@ def _handler_for(server: LocalStripeServer) -> type[BaseHTTPRequestHandler]:
                 status, payload, extra = server.handle(self.command, self.path, headers, body)
             except StripeHttpError as exc:
                 status, payload, extra = exc.status, exc.body, {}
+            except Exception as exc:  # a checker refusal or a bug: answer, and say so
+                server.errors.append(f"{self.command} {self.path}: {exc}")
+                status, extra = 500, {"Stripe-Should-Retry": "false"}
+                payload = {"error": {"type": "api_error", "message": f"local server: {exc}"}}
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

@@ -34,7 +34,6 @@ BALANCE_TRANSACTIONS: Final = MirrorTable("stripe_balance_transactions", "transa
 
 # Tables whose objects Stripe can delete or drop from their parent (swept by a full pass).
 DELETABLE: Final = (CUSTOMERS, PRODUCTS, PRICES, SUBSCRIPTIONS, ITEMS, INVOICES, LINES)
-ALL_TABLES: Final = (*DELETABLE, BALANCE_TRANSACTIONS)
 
 
 class MirrorBatch:
@@ -108,22 +107,6 @@ def replace_children(
             if child_id not in keep and int(row["version"]) < version:
                 batch.add(table, {**row, "deleted": 1, "version": version})
         live[parent] = {row[table.key]: row for row in snapshot.children}
-
-
-def tombstone_ids(
-    store: Store, batch: MirrorBatch, table: MirrorTable, ids: Sequence[str], version: int
-) -> None:
-    """Tombstone these objects (Stripe deleted them) at ``version``."""
-    if not ids:
-        return
-    result = store.query(
-        f"SELECT * FROM {check_identifier(table.name)} FINAL "
-        f"WHERE {check_identifier(table.key)} IN {{ids:Array(String)}} AND deleted = 0 "
-        "AND version < {v:UInt64}",
-        {"ids": list(ids), "v": version},
-    )
-    for row in result.dicts():
-        batch.add(table, {**row, "deleted": 1, "version": version})
 
 
 def sweep_unseen(store: Store, table: MirrorTable, snapshot_version: int) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing_sync.allowances import allowances_due
 from billing_sync.views import (
@@ -21,7 +22,6 @@ from billing_sync.views import (
     FREE_PLAN,
     Account,
     BillingView,
-    Subscription,
     load_view,
 )
 from meterhouse.store.base import Store
@@ -67,9 +67,13 @@ class ReconcileReport:
     open_by_kind: dict[str, int]
 
 
-def _fmt_period(sub: Subscription) -> str:
-    period = sub.period
-    return f"{period[0]:%Y-%m-%d} to {period[1]:%Y-%m-%d}" if period else "no period"
+def _fmt_period(start: datetime, end: datetime, time_zone: str) -> str:
+    """A period as the account's local dates (its months are the ones people know)."""
+    try:
+        zone = ZoneInfo(time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return f"{start.astimezone(zone):%Y-%m-%d} to {end.astimezone(zone):%Y-%m-%d}"
 
 
 def _credits(amount: Decimal) -> str:
@@ -219,9 +223,12 @@ def _subscription_issues(view: BillingView, account: Account, cid: str) -> Itera
 def _allowance_issues(view: BillingView, now: datetime) -> Iterable[Issue]:
     for due in allowances_due(view, now):
         sub = due.subscription
-        granted = view.allowance_grants.get(due.account_id, {}).get(due.key)
-        expected = f"{_credits(due.amount)} credits for {_fmt_period(sub)} ({sub.subscription_id})"
-        if granted is None:
+        grants = view.granted_in(due.account_id, due.period_start, due.period_end)
+        granted = sum((grant.amount for grant in grants), Decimal(0))
+        account = view.accounts[due.account_id]
+        period = _fmt_period(due.period_start, due.period_end, account.time_zone)
+        expected = f"{_credits(due.amount)} credits for {period} ({sub.subscription_id})"
+        if not grants:
             yield Issue(
                 "missing_allowance_grant",
                 due.key,

@@ -2,10 +2,10 @@
 
 Jobs: an incremental pass every MH_BILLING_SYNC_INTERVAL_SECONDS (the first right at
 start), a full pass every MH_BILLING_FULL_SYNC_INTERVAL_SECONDS (due from the last full
-success stored in the database, so a restart neither skips nor repeats one), and a short
-tick that grants allowances and reconciles after webhooks changed the mirror. Every job
+success stored in the database, so a restart neither skips nor repeats one). Every job
 has max_instances=1 and coalesce=True, and all share BillingSync's lock, so no two passes
-ever run at once. If Stripe refuses the API key, the jobs stop after ONE error log line
+ever run at once. Webhooks schedule one grant-and-reconcile job 15 s after the first of a
+burst. If Stripe refuses the API key, the jobs stop after ONE error log line
 (retrying a refused key every few minutes would only fill the logs); fix the key and
 restart.
 """
@@ -28,6 +28,7 @@ from meterhouse.logs import get_logger
 log = get_logger(__name__)
 
 AFTER_WEBHOOK_SECONDS: Final = 15
+AFTER_WEBHOOKS_JOB: Final = "billing-after-webhooks"
 
 
 class BillingScheduler:
@@ -38,8 +39,10 @@ class BillingScheduler:
         *,
         interval_seconds: int,
         full_interval_seconds: int,
+        after_webhook_seconds: float = AFTER_WEBHOOK_SECONDS,
     ) -> None:
         self.sync = sync
+        self.after_webhook = after_webhook_seconds
         self.metrics = metrics
         self.interval = interval_seconds
         self.full_interval = full_interval_seconds
@@ -47,7 +50,7 @@ class BillingScheduler:
             timezone=UTC,
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600},
         )
-        self._dirty = threading.Event()
+        self._webhook_lock = threading.Lock()
         self.stopped_reason = ""
 
     def start(self) -> None:
@@ -57,7 +60,9 @@ class BillingScheduler:
             if state.last_success_at is not None:
                 self.metrics.succeeded(name, state.last_success_at, state.last_duration_ms / 1000)
         last_full = states["full"].last_success_at
-        full_due = now if last_full is None else last_full + timedelta(seconds=self.full_interval)
+        # Never synced: the first incremental pass is a full one, so the next is an interval on.
+        since = last_full if last_full is not None else now
+        full_due = since + timedelta(seconds=self.full_interval)
         common: dict[str, Any] = {"replace_existing": True}
         self._scheduler.add_job(
             self.run_pass,
@@ -77,13 +82,6 @@ class BillingScheduler:
             next_run_time=max(now + timedelta(seconds=1), full_due),
             **common,
         )
-        self._scheduler.add_job(
-            self._after_webhooks,
-            "interval",
-            seconds=AFTER_WEBHOOK_SECONDS,
-            id="billing-after-webhooks",
-            **common,
-        )
         self._scheduler.start()
         self.metrics.enabled.set(1)
         log.info(
@@ -99,8 +97,21 @@ class BillingScheduler:
             self._scheduler.shutdown(wait=True)
         self.metrics.enabled.set(0)
 
+    def jobs(self) -> list[str]:
+        """Ids of the jobs scheduled now."""
+        return sorted(job.id for job in self._scheduler.get_jobs())
+
     def webhook_applied(self) -> None:
-        self._dirty.set()
+        """Grant and reconcile a little after webhooks changed the mirror (one job for a burst)."""
+        with self._webhook_lock:
+            if not self._scheduler.running or self._scheduler.get_job(AFTER_WEBHOOKS_JOB):
+                return
+            self._scheduler.add_job(
+                self._after_webhooks,
+                "date",
+                run_date=datetime.now(UTC) + timedelta(seconds=self.after_webhook),
+                id=AFTER_WEBHOOKS_JOB,
+            )
 
     def run_pass(self, full: bool) -> PassReport | None:
         """One pass as the scheduler runs it: failures logged and counted, not raised."""
@@ -128,7 +139,6 @@ class BillingScheduler:
         self.metrics.succeeded(report.kind, self.sync.clock(), time.monotonic() - began)
         if report.issues is not None:
             self.metrics.open_issues(report.issues.open_by_kind)
-        self._dirty.clear()
         log.info(
             "billing sync pass done",
             kind=report.kind,
@@ -140,15 +150,11 @@ class BillingScheduler:
         return report
 
     def _after_webhooks(self) -> None:
-        if not self._dirty.is_set():
-            return
-        self._dirty.clear()
         report = PassReport("webhooks", self.sync.clock())
         try:
             with self.sync.exclusive() as got:
                 if not got:
-                    self._dirty.set()  # a pass is running; it reconciles anyway, retry after
-                    return
+                    return  # a pass is running: it grants and reconciles at its end
                 self.sync.after_mirror(report)
         except MeterhouseError as exc:
             log.error("reconciling after webhooks failed", error=str(exc))

@@ -126,10 +126,16 @@ class StripeSource:
     def create_portal_session(
         self, customer_id: str, return_url: str | None, idempotency_key: str
     ) -> Obj:
-        params: dict[str, Any] = {"customer": customer_id, "idempotency_key": idempotency_key}
+        """A billing portal session (the library's Session.create, with an idempotency key)."""
+        params: dict[str, Any] = {"customer": customer_id}
         if return_url:
             params["return_url"] = return_url
-        return self._request("post", "/v1/billing_portal/sessions", params)
+        with stripe_errors(self.api_base):
+            session = self.client.v1.billing_portal.sessions.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        return dict(session.to_dict(recursive=True, for_json=True))
 
 
 def _is_missing(exc: BillingError) -> bool:

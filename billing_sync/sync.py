@@ -5,8 +5,8 @@ events Stripe makes visible late), skip the ids already applied, apply the rest 
 first in chunks, and move the cursor after each chunk, so a pass that stops half way
 resumes where it stopped. Requests grow with the number of changes, not of customers.
 
-Full: list products, prices, customers, subscriptions (status=all) and invoices with
-auto-pagination, then every live customer's balance transactions, writing each page at
+Full: list products, prices, customers, subscriptions (status=all) and invoices page by
+page, then every live customer's balance transactions, writing each page at
 one snapshot version just below the second the pass started; progress is stored per page,
 so a full pass that stops resumes at its stage and page. At the end, rows the pass did not
 write are tombstoned (Stripe no longer has them) and the events cursor moves to the
@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
+
+import stripe
 
 from billing_sync.allowances import grant_allowances
 from billing_sync.apply import Applier, ApplyResult, event_versions
@@ -266,6 +268,28 @@ class BillingSync:
                 report.absorb(result)
                 mark(customers[-1])
             return
+        try:
+            self._list_stage(name, after, version, report, mark)
+        except BillingError as exc:
+            if not after or not isinstance(exc.__cause__, stripe.InvalidRequestError):
+                raise
+            # The object to resume after is gone (deleted meanwhile): list the stage again.
+            log.warning(
+                "cannot resume the list after its last object; listing it again",
+                stage=name,
+                after=after,
+                error=str(exc),
+            )
+            self._list_stage(name, "", version, report, mark)
+
+    def _list_stage(
+        self,
+        name: str,
+        after: str,
+        version: int,
+        report: PassReport,
+        mark: Callable[[str], None],
+    ) -> None:
         for page in self.source.pages(name, starting_after=after):
             self._check_stop()
             result = ApplyResult()

@@ -31,6 +31,7 @@ class Account:
     plan: str
     status: str
     stripe_customer_id: str
+    time_zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,21 @@ class Invoice:
     attempt_count: int
 
 
+@dataclass(frozen=True)
+class AllowanceGrant:
+    key: str
+    amount: Decimal
+    effective_at: datetime
+
+
 @dataclass
 class BillingView:
     accounts: dict[str, Account]
     customers: dict[str, Customer]
     subscriptions: dict[str, Subscription]
     invoices: list[Invoice]
-    # account id -> {idempotency key: amount} of its plan allowance grants (not voided)
-    allowance_grants: dict[str, dict[str, Decimal]]
+    # account id -> its plan allowance grants (not voided), whoever granted them
+    allowance_grants: dict[str, list[AllowanceGrant]]
     _linked: dict[str, list[Account]] = field(init=False, repr=False)
     _naming: dict[str, list[Customer]] = field(init=False, repr=False)
     _subscriptions_by_customer: dict[str, list[Subscription]] = field(init=False, repr=False)
@@ -161,14 +169,21 @@ class BillingView:
     def subscriptions_of(self, customer_id: str) -> list[Subscription]:
         return list(self._subscriptions_by_customer.get(customer_id, ()))
 
+    def granted_in(self, account_id: str, start: datetime, end: datetime) -> list[AllowanceGrant]:
+        """Plan allowance grants of the account taking effect in [start, end): the period's,
+        by the sync (its idempotency key) or by anyone else (support, an import, the demo)."""
+        return [
+            grant
+            for grant in self.allowance_grants.get(account_id, ())
+            if start <= grant.effective_at < end
+        ]
+
 
 def load_view(store: Store) -> BillingView:
     accounts = {
-        row["account_id"]: Account(
-            row["account_id"], row["plan"], row["status"], row["stripe_customer_id"]
-        )
+        row["account_id"]: Account(**row)
         for row in store.query(
-            "SELECT account_id, plan, status, stripe_customer_id FROM accounts FINAL "
+            "SELECT account_id, plan, status, stripe_customer_id, time_zone FROM accounts FINAL "
             "WHERE is_deleted = 0"
         ).dicts()
     }
@@ -224,10 +239,12 @@ def load_view(store: Store) -> BillingView:
             "WHERE deleted = 0 AND status IN ('open', 'uncollectible') ORDER BY invoice_id"
         ).dicts()
     ]
-    grants: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    grants: dict[str, list[AllowanceGrant]] = defaultdict(list)
     for row in store.query(
-        "SELECT account_id, idempotency_key, amount FROM credit_grants FINAL "
-        "WHERE kind = 'plan_allowance' AND voided = 0 AND startsWith(idempotency_key, 'allowance:')"
+        "SELECT account_id, idempotency_key, amount, effective_at FROM credit_grants FINAL "
+        "WHERE kind = 'plan_allowance' AND voided = 0 ORDER BY account_id, effective_at"
     ).dicts():
-        grants[row["account_id"]][row["idempotency_key"]] = row["amount"]
+        grants[row["account_id"]].append(
+            AllowanceGrant(row["idempotency_key"], row["amount"], row["effective_at"])
+        )
     return BillingView(accounts, customers, subscriptions, invoices, dict(grants))

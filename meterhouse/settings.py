@@ -152,6 +152,35 @@ class Settings(BaseSettings):
         gt=0,
         description="Rate at which a client IP's failed-authentication allowance refills.",
     )
+    ingest_durability: Literal["spool", "direct"] = Field(
+        default="spool",
+        description="`spool`: an accepted batch is fsynced to the local spool before the "
+        "2xx and a drainer writes it to ClickHouse in large inserts (docs/durability.md); "
+        "`direct`: each request writes to ClickHouse before it is answered (slower; for "
+        "embedding the app in tests).",
+    )
+    spool_dir: str = Field(
+        default="",
+        description="Directory of the ingest spool. Empty: `meterhouse-spool` inside the "
+        "embedded store's directory, or `spool/<host>-<port>-<database>` under the user "
+        "data directory for a ClickHouse server. One process owns a spool at a time.",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3,
+        ge=64 * 1024,
+        description="Most bytes of accepted events the spool holds while ClickHouse does not "
+        "take them; past this, ingest answers 503 with Retry-After.",
+    )
+    spool_drain_batch_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most rows the spool's drainer writes to ClickHouse in one insert.",
+    )
+    test_faults: str = Field(
+        default="",
+        description="Tests only: fault injection in the spool's drainer, e.g. "
+        "`hold_drain=1` or `pause_before_checkpoint=30`. Leave empty.",
+    )
 
     stripe_api_key: SecretStr = Field(
         default=SecretStr(""),

@@ -15,6 +15,7 @@ from meterhouse.cli.prices import models, prices, reprice
 from meterhouse.cli.run import run
 from meterhouse.cli.store import migrate, settings_cmd, sql
 from meterhouse.cli.tenants import accounts, projects, teams
+from meterhouse.cli.users import users
 
 
 @click.group(
@@ -42,6 +43,7 @@ for command in (
     teams,
     projects,
     keys,
+    users,
     balance,
     statement,
     grants,

@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from meterhouse.errors import MeterhouseError
+from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.logs import configure_logging
 from meterhouse.settings import Settings
 from meterhouse.store import Store, open_store
+from meterhouse.store.chdb_backend import chdb_path, read_owner
+from meterhouse.store.service_backend import ServiceStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +62,25 @@ class CliContext:
             return open_store(self.settings)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
+
+    def open_reader(self) -> Store:
+        """The store, or, while `meterhouse run` holds it, that service's read-only SQL."""
+        try:
+            return open_store(self.settings)
+        except StoreLockedError as locked:
+            url, token = self.service_target(locked)
+            return ServiceStore(url, token, timeout=self.settings.sql_max_seconds + 10)
+        except MeterhouseError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def service_target(self, locked: StoreLockedError) -> tuple[str, str]:
+        """URL and admin token of the `meterhouse run` that holds the embedded store."""
+        url = self.settings.service_url or locked.service_url
+        if not url:
+            raise click.ClickException(str(locked))
+        owner = read_owner(chdb_path(self.settings.clickhouse_url))
+        token = self.settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
+        return url.rstrip("/"), token
 
     @property
     def actor(self) -> str:

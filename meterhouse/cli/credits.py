@@ -30,7 +30,6 @@ from meterhouse.ledger.statement import Scope, build_statement, issue_statement
 from meterhouse.ledger.statement_render import FORMATS, render
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
 from meterhouse.tenants import now_utc
 
 T = TypeVar("T")
@@ -52,15 +51,10 @@ def _ask_service(
     cli: CliContext, locked: StoreLockedError, path: str, params: dict[str, str]
 ) -> requests.Response:
     """GET a read route of the `meterhouse run` that holds the embedded store."""
-    settings = cli.settings
-    owner = read_owner(chdb_path(settings.clickhouse_url))
-    url = settings.service_url or locked.service_url
-    token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-    if not url:
-        raise click.ClickException(str(locked))
+    url, token = cli.service_target(locked)
     try:
         answer = requests.get(
-            f"{url.rstrip('/')}{path}",
+            f"{url}{path}",
             params=params,
             headers={"Authorization": f"Bearer {token}"},
             timeout=120,

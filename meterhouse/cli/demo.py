@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 
+from billing_sync.demo import billing_source_note, seed_billing
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import render_dicts
 from meterhouse.demo.generator import generate
@@ -83,6 +84,7 @@ def demo(
                     store, data, default_rater(store), actor=cli.actor, progress=_progress
                 )
             overview = account_overview(store, end)
+            billing = seed_billing(store, data, cli.actor, settings=cli.settings)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
     written = ", ".join(f"{table} {count}" for table, count in sorted(summary.rows.items()))
@@ -93,6 +95,8 @@ def demo(
     )
     click.echo("This month, in each account's time zone:")
     click.echo(render_dicts(overview, "table"))
+    click.echo(f"\nBilling, {billing_source_note(cli.settings)}:")
+    click.echo(render_dicts(billing, "table"))
     click.echo(
         '\nNext: `meterhouse sql "SELECT * FROM usage_daily LIMIT 10"`, '
         "`meterhouse accounts list`, `meterhouse run`."

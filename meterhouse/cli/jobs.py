@@ -13,15 +13,11 @@ import click
 from meterhouse import records as r
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_rows
-from meterhouse.errors import MeterhouseError, StoreLockedError
+from meterhouse.errors import MeterhouseError
 from meterhouse.jobs import events as ev
 from meterhouse.jobs import queries
-from meterhouse.jobs.remote import ServiceStore
 from meterhouse.jobs.stuck import StuckPolicy, find_stuck_runs
-from meterhouse.settings import Settings
-from meterhouse.store import open_store
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
 
 T = TypeVar("T")
 CELL_WIDTH: Final = 72
@@ -30,23 +26,8 @@ account_option = click.option(
 )
 
 
-def _open_for_reading(settings: Settings) -> Store:
-    """The store, or the running service that owns it (its read-only SQL endpoint)."""
-    try:
-        return open_store(settings)
-    except StoreLockedError as locked:
-        url = settings.service_url or locked.service_url
-        if not url:
-            raise click.ClickException(str(locked)) from locked
-        owner = read_owner(chdb_path(settings.clickhouse_url))
-        token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-        return ServiceStore(url, token, timeout=settings.sql_max_seconds + 10)
-    except MeterhouseError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _query(cli: CliContext, action: Callable[[Store], T]) -> T:
-    with _open_for_reading(cli.settings) as store:
+    with cli.open_reader() as store:
         try:
             return action(store)
         except MeterhouseError as exc:

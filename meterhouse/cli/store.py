@@ -13,10 +13,9 @@ from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_result, render_rows
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import result_from_json
-from meterhouse.settings import Settings, settings_markdown, settings_table
+from meterhouse.settings import settings_markdown, settings_table
 from meterhouse.store import open_store
 from meterhouse.store.base import QueryResult, Store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
 from meterhouse.store.migrations import Topology, applied, load_migrations
 from meterhouse.store.migrations import migrate as run_migrate
 
@@ -90,7 +89,7 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
     try:
         store = open_store(cli.settings)
     except StoreLockedError as exc:
-        result = _ask_service(cli.settings, exc, text, write)
+        result = _ask_service(cli, exc, text, write)
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
     else:
@@ -108,17 +107,12 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
         )
 
 
-def _ask_service(
-    settings: Settings, locked: StoreLockedError, text: str, write: bool
-) -> QueryResult:
-    owner = read_owner(chdb_path(settings.clickhouse_url))
-    url = settings.service_url or locked.service_url
-    token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-    if not url:
-        raise click.ClickException(str(locked))
+def _ask_service(cli: CliContext, locked: StoreLockedError, text: str, write: bool) -> QueryResult:
+    settings = cli.settings
+    url, token = cli.service_target(locked)
     try:
         answer = requests.post(
-            f"{url.rstrip('/')}/api/v1/sql",
+            f"{url}/api/v1/sql",
             json={"sql": text, "write": write},
             headers={"Authorization": f"Bearer {token}"},
             timeout=settings.sql_max_seconds + 10,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from billing_sync.service import billing_hook
 from collectors.plugin import install_ingest
+from meterhouse.access.read_api import install_access
 from meterhouse.jobs.service import install_jobs
 from meterhouse.ledger.api import install_ledger
 from meterhouse.service.runner import ServiceHook
 
 
 def default_hooks() -> list[ServiceHook]:
-    return [install_ingest, install_ledger, install_jobs, billing_hook]
+    # install_access last: it adds only the read routes no other part registered.
+    return [install_ingest, install_ledger, install_jobs, billing_hook, install_access]

@@ -27,6 +27,7 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _CREATE = re.compile(
     r"^(CREATE\s+(?:TABLE|MATERIALIZED\s+VIEW|VIEW)\s+IF\s+NOT\s+EXISTS\s+)(\w+)", re.I
 )
+_COLUMN_CHANGE = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.I)
 _ALTER = re.compile(r"^(ALTER\s+TABLE\s+)(\w+)", re.I)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b", re.I)
 
@@ -109,8 +110,13 @@ def render(statements: list[str], topology: Topology, local_tables: set[str]) ->
         altered = _ALTER.match(statement)
         if altered:
             name = altered.group(2)
-            target = f"{name}_local" if topology.sharded and name in local_tables else name
-            rendered.append(f"{altered.group(1)}{target}{on_cluster}{statement[altered.end() :]}")
+            rest = statement[altered.end() :]
+            sharded = topology.sharded and name in local_tables
+            target = f"{name}_local" if sharded else name
+            rendered.append(f"{altered.group(1)}{target}{on_cluster}{rest}")
+            if sharded and _COLUMN_CHANGE.search(rest):
+                # The Distributed table over the shards must show the same columns.
+                rendered.append(f"{altered.group(1)}{name}{on_cluster}{rest}")
             continue
         created = _CREATE.match(statement)
         if not created:

@@ -18,10 +18,13 @@ def fake() -> Iterator[LocalStripe]:
     """A started fake Stripe (fixture-built, schema-checked objects)."""
     stripe = make_fake()
     stripe.start()
+    server = stripe.server
     try:
         yield stripe
     finally:
         stripe.stop()
+    # Anything the fake could not serve (an object that failed Stripe's schema) fails the test.
+    assert server.errors == []
 
 
 @pytest.fixture

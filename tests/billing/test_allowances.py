@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
+from prometheus_client import CollectorRegistry
+
 from billing_sync.local_stripe import LocalStripe
+from billing_sync.metrics import BillingMetrics
+from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
+from billing_sync.state import FULL_PASS, load_state
 from billing_sync.sync import BillingSync
+from billing_sync.webhook import WebhookReceiver
 from meterhouse import tenants
 from meterhouse.store.base import Store
-from tests.billing.stripe_fake import seed_catalog
+from tests.billing.stripe_fake import WEBHOOK_SECRET, seed_catalog
 
 
 def allowance_grants(store: Store) -> list[dict]:
@@ -75,3 +82,41 @@ def test_past_due_and_unlinked_subscriptions_are_not_granted(
     assert allowance_grants(migrated_store) == []
     assert report.issues is not None
     assert {i.kind for i in report.issues.found} == {"customer_without_account"}
+
+
+def test_a_webhook_for_a_new_subscription_is_granted_shortly_after(
+    migrated_store: Store, fake: LocalStripe, source: StripeSource
+) -> None:
+    prices = seed_catalog(fake)
+    cus = fake.create_customer(email="pay@acme.example", account="acme")["id"]
+    tenants.create_account(migrated_store, "acme", actor="test", plan="pro", stripe_customer_id=cus)
+    sync = BillingSync(migrated_store, source, clock=fake.now_datetime)
+    scheduler = BillingScheduler(
+        sync,
+        BillingMetrics(CollectorRegistry()),
+        interval_seconds=3600,
+        full_interval_seconds=7200,
+        after_webhook_seconds=0.2,
+    )
+    hook = WebhookReceiver(
+        migrated_store,
+        secret=WEBHOOK_SECRET,
+        tolerance_seconds=300,
+        source=source,
+        on_applied=scheduler.webhook_applied,
+    )
+    scheduler.start()  # its first pass (full) finds nothing to grant
+    try:
+        deadline = time.monotonic() + 20
+        while load_state(migrated_store, FULL_PASS).last_success_at is None:
+            assert time.monotonic() < deadline, "the first pass did not finish"
+            time.sleep(0.05)
+        fake.create_subscription(cus, [(prices["pro"], 1)])
+        payload, headers = fake.webhook_delivery(fake.events[-1]["id"], WEBHOOK_SECRET)
+        assert hook.receive(payload, headers["Stripe-Signature"]).outcome == "applied"
+        while not allowance_grants(migrated_store):
+            assert time.monotonic() < deadline, "the webhook's subscription was not granted"
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown()
+    assert allowance_grants(migrated_store)[0]["account_id"] == "acme"

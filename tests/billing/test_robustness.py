@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from billing_sync.client import (
+    BillingError,
     StripeAuthError,
     StripeConfigError,
     StripeUnavailableError,
@@ -18,10 +19,12 @@ from billing_sync.client import (
 )
 from billing_sync.local_stripe import LocalStripe
 from billing_sync.metrics import BillingMetrics
+from billing_sync.portal import create_portal_session
 from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
-from billing_sync.state import EVENTS_CURSOR, FULL_PASS, load_state
+from billing_sync.state import EVENTS_CURSOR, FULL_PASS, SyncState, load_state, save_state
 from billing_sync.sync import BillingSync, SyncStopped
+from meterhouse import tenants
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 from tests.billing.compare import mirror_differences
@@ -154,7 +157,8 @@ def test_the_scheduler_stops_after_one_refused_key(
         deadline = time.monotonic() + 20
         while not scheduler.stopped_reason and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.5)  # the full job was due a second after start: it is gone too
+        assert scheduler.jobs() == []  # both pass jobs are gone ...
+        time.sleep(0.5)  # ... so nothing asks Stripe again
     finally:
         scheduler.shutdown()
     assert "MH_STRIPE_API_KEY" in scheduler.stopped_reason
@@ -165,3 +169,28 @@ def test_the_scheduler_stops_after_one_refused_key(
         sample("meterhouse_billing_sync_failures_total", {"pass": "incremental", "reason": "auth"})
         == 1
     )
+
+
+def test_a_portal_for_an_account_without_a_customer_says_how_to_link_one(
+    migrated_store: Store, fake: LocalStripe, source: StripeSource
+) -> None:
+    tenants.create_account(migrated_store, "acme", actor="test", plan="pro")
+    with pytest.raises(BillingError, match="accounts update acme --stripe-customer-id"):
+        create_portal_session(migrated_store, source, "acme", None)
+    with pytest.raises(BillingError, match="no account nobody"):
+        create_portal_session(migrated_store, source, "nobody", None)
+    assert fake.server.request_count == 0
+
+
+def test_a_full_pass_whose_resume_point_is_gone_lists_the_stage_again(
+    migrated_store: Store, fake: LocalStripe, source: StripeSource
+) -> None:
+    seed_customers(fake, 3, seed_catalog(fake))
+    stopped = SyncState(
+        FULL_PASS, {"stage": "customer", "after": "cus_deleted_meanwhile", "snapshot": fake.now()}
+    )
+    save_state(migrated_store, stopped)
+    report = BillingSync(migrated_store, source, clock=fake.now_datetime).run()
+    assert report.resumed
+    assert report.objects["customer"] == 3
+    assert fake.server.requests.count(("GET", "/v1/customers")) == 2  # refused, then again

@@ -1,7 +1,7 @@
-"""Read the store through a running `meterhouse run` when it owns the embedded store.
+"""Read-only backend: the store of a running `meterhouse run`, through its /api/v1/sql.
 
-chdb lets one process own a data directory. While the service runs, `meterhouse jobs …`
-and `meterhouse events` send their SELECTs to its admin endpoint /api/v1/sql (read-only,
+chdb lets one process own a data directory. While the service runs, CLI commands that
+only read send their SELECTs to its admin endpoint /api/v1/sql (read-only,
 bounded by MH_SQL_MAX_ROWS and MH_SQL_MAX_SECONDS) instead of opening the store. The
 endpoint takes SQL text only, so ``{name:Type}`` parameters are inlined as escaped,
 typed literals; values come back as JSON and are turned back into the Python types the
