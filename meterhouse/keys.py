@@ -49,6 +49,7 @@ class ApiKey:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    user_id: str = ""  # read keys: the user whose role bindings apply
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None:
@@ -119,7 +120,7 @@ def parse_duration(text: str) -> timedelta:
 
 _COLUMNS: Final = (
     "key_id, key_hash, purpose, source, account_id, description, created_at, expires_at, "
-    "revoked_at, updated_at"
+    "revoked_at, updated_at, user_id"
 )
 
 
@@ -134,6 +135,7 @@ def _stored(row: dict[str, Any]) -> StoredKey:
             created_at=row["created_at"],
             expires_at=row["expires_at"],
             revoked_at=row["revoked_at"],
+            user_id=row["user_id"],
         ),
         key_hash=row["key_hash"],
     )
@@ -176,8 +178,13 @@ def create_key(
     expires_in: timedelta | None = None,
     description: str = "",
     actor: str,
+    user_id: str = "",
 ) -> tuple[ApiKey, str]:
-    """Store a new key and return it with its token, which is never shown again."""
+    """Store a new key and return it with its token, which is never shown again.
+
+    A read key belongs to one user of one account and reads what that user's role
+    bindings allow (meterhouse/access); the user must exist.
+    """
     if purpose not in PURPOSES:
         raise ApiKeyError(f"unknown purpose {purpose!r}; purposes: {', '.join(PURPOSES)}")
     if purpose == "ingest" and not source:
@@ -188,6 +195,7 @@ def create_key(
         check_id("account", account_id)
     if len(description) > 1000:
         raise ApiKeyError("description is longer than 1000 characters")
+    _check_owner(store, purpose, account_id, user_id)
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     now = now_utc()
@@ -202,6 +210,7 @@ def create_key(
         "expires_at": now + expires_in if expires_in else None,
         "revoked_at": None,
         "updated_at": now,
+        "user_id": user_id,
     }
     _insert(store, row)
     key = get_key(store, key_id)
@@ -217,6 +226,29 @@ def create_key(
         after=key.as_dict(now),
     )
     return key, format_token(key_id, secret)
+
+
+def _check_owner(store: Store, purpose: str, account_id: str, user_id: str) -> None:
+    """A read key's user must exist in its account; other keys belong to no user.
+
+    A read key without a user has no role bindings, so it reads nothing (the CLI asks for
+    --user and --account).
+    """
+    if not user_id:
+        return
+    if purpose != "read":
+        raise ApiKeyError(f"only read keys belong to a user; a {purpose} key cannot")
+    if not account_id:
+        raise ApiKeyError("a read key's user belongs to an account: give --account too")
+    check_id("user", user_id)
+    found = store.query(
+        "SELECT count() FROM users FINAL WHERE account_id = {a:String} AND user_id = {u:String}",
+        {"a": account_id, "u": user_id},
+    ).scalar()
+    if not found:
+        raise ApiKeyError(
+            f"no user {user_id} in account {account_id}; add it with `meterhouse users add`"
+        )
 
 
 def revoke_key(store: Store, key_id: str, *, actor: str) -> ApiKey:
@@ -268,4 +300,5 @@ def _row_of(stored: StoredKey) -> dict[str, Any]:
         "created_at": key.created_at,
         "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
+        "user_id": key.user_id,
     }

@@ -1,4 +1,4 @@
-"""`meterhouse keys`: API keys for the ingest endpoints (create, list, revoke).
+"""`meterhouse keys`: API keys for the ingest endpoints and personal read keys.
 
 Works on the store directly, or, while `meterhouse run` owns the embedded store, through
 the service's admin API (which also makes a revocation effective on its next request).
@@ -28,6 +28,7 @@ LIST_COLUMNS = (
     "purpose",
     "source",
     "account_id",
+    "user_id",
     "state",
     "created_at",
     "expires_at",
@@ -56,6 +57,7 @@ class StoreKeys:
             expires_in=k.parse_duration(expires) if expires else None,
             description=fields["description"],
             actor=fields["actor"],
+            user_id=fields.get("user_id", ""),
         )
         return to_jsonable(key.as_dict()), token
 
@@ -94,7 +96,9 @@ class ServiceKeys:
         return dict(body)
 
     def create(self, fields: dict[str, str]) -> tuple[dict[str, Any], str]:
-        body = self._call("POST", "/api/v1/keys", json=fields)
+        # Read keys are made by the access part's endpoint, which knows users.
+        path = "/api/v1/access/keys" if fields.get("user_id") else "/api/v1/keys"
+        body = self._call("POST", path, json=fields)
         return body["key"], str(body["token"])
 
     def list(self, include_inactive: bool) -> list[dict[str, Any]]:
@@ -139,16 +143,19 @@ def _run(action: Callable[[], Any]) -> Any:
 
 @click.group()
 def keys() -> None:
-    """API keys that let platforms send usage to `meterhouse run`.
+    """API keys: ingest keys that send usage, personal read keys that read it.
 
     An ingest key may send events of one CloudEvents source (and, optionally, one
-    account) to POST /api/v1/events and POST /v1/traces. Only a hash is stored: the
-    token is shown once, when the key is created.
+    account) to POST /api/v1/events and POST /v1/traces. A read key belongs to one user
+    of one account and reads the read APIs (balance, statement, jobs, events, users) as
+    far as that user's roles allow (docs/access.md). Only a hash is stored: the token is
+    shown once, when the key is created.
 
     \b
     Examples:
       meterhouse keys create --source platform.prod --expires-in 90d
       meterhouse keys create --source billing-bot --account acme --description "acme bot"
+      meterhouse keys create --purpose read --user bob --account acme --expires-in 30d
       meterhouse keys list --all
       meterhouse keys revoke 3f9c2a7d1b0e4c55
     """
@@ -161,7 +168,13 @@ def keys() -> None:
     help="CloudEvents source the key may send as (required "
     "for ingest keys; OTLP spans are stored under it).",
 )
-@click.option("--account", "account_id", default="", help="Only events of this account.")
+@click.option(
+    "--account",
+    "account_id",
+    default="",
+    help="Ingest keys: only events of this account. Read keys: the user's account.",
+)
+@click.option("--user", "user_id", default="", help="Read keys: the user whose roles apply.")
 @click.option("--expires-in", default="", help="Lifetime, e.g. 90d, 12h, 2w (default: never).")
 @click.option(
     "--purpose",
@@ -176,6 +189,7 @@ def create_cmd(
     cli: CliContext,
     source: str,
     account_id: str,
+    user_id: str,
     expires_in: str,
     purpose: str,
     description: str,
@@ -186,9 +200,16 @@ def create_cmd(
     Use the token as a bearer token:
       curl -H "Authorization: Bearer mh_..." -H "Content-Type: application/cloudevents+json" \\
            --data @event.json http://127.0.0.1:8080/api/v1/events
+      curl -H "Authorization: Bearer mh_..." \\
+           http://127.0.0.1:8080/api/v1/accounts/acme/statement?month=2026-11
     """
     if expires_in:
         _run(lambda: k.parse_duration(expires_in))
+    if purpose == "read" and not (user_id and account_id):
+        raise click.UsageError(
+            "a read key belongs to a user: give --user and --account (it reads what that "
+            "user's roles allow)"
+        )
     fields = {
         "purpose": purpose,
         "source": source,
@@ -196,10 +217,11 @@ def create_cmd(
         "expires_in": expires_in,
         "description": description,
         "actor": cli.actor,
+        "user_id": user_id,
     }
     with key_backend(cli) as backend:
         key, token = _run(lambda: backend.create(fields))
-    click.echo(render_dicts([{c: key.get(c) for c in LIST_COLUMNS[:7]}], "table"))
+    click.echo(render_dicts([{c: key.get(c) for c in LIST_COLUMNS[:8]}], "table"))
     click.echo(f"\ntoken: {token}")
     click.echo("Store it now: meterhouse keeps only its hash and cannot show it again.", err=True)
 

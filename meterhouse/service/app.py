@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -69,8 +68,12 @@ def create_app(ctx: ServiceContext) -> Starlette:
         return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def sql(request: Request) -> Response:
-        if not ctx.admin_token or not hmac.compare_digest(bearer_token(request), ctx.admin_token):
-            return problem(401, "Unauthorized", "the SQL endpoint needs the admin bearer token")
+        # Admin token only; keys get 403 saying why (meterhouse/service/auth.py).
+        from meterhouse.service.auth import authorize_sql
+
+        refused = await authorize_sql(ctx, request)
+        if refused is not None:
+            return refused
         try:
             payload = await request.json()
         except ValueError:

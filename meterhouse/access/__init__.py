@@ -1,0 +1,15 @@
+"""Access and user management: users, roles, scoped read keys, tenant isolation, audit.
+
+    roles.py            the roles, scopes and what each role may read (the one matrix)
+    users.py            users and role bindings: add, remove, grant, revoke, each audited
+    visibility.py       what one caller may see of one account, from its bindings
+    statement_view.py   a statement as a team- or project-scoped caller may see it
+    read_api.py         jobs, runs, events and users read routes, and the service hook
+    clickhouse_plan.py  ClickHouse users, roles, grants and row policies from the bindings
+    clickhouse_sync.py  discover what exists, check and apply that plan
+    grafana_sync.py     a Grafana folder and team per account, through Grafana's HTTP API
+    demo_seed.py        demo users with several roles and scopes
+
+Authentication of the read APIs (admin token, read keys, failure rate limit) lives in
+meterhouse/service/auth.py; docs/access.md describes the whole model.
+"""
