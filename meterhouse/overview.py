@@ -80,3 +80,32 @@ def account_overview(store: Store, now: datetime) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def credits_overview(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Balance with its parts, and each budget's use and month-end forecast."""
+    from meterhouse.ledger.balance import all_balances
+    from meterhouse.ledger.budgets import budget_statuses
+
+    statuses: dict[str, list[str]] = {}
+    for status in budget_statuses(store, now):
+        budget = status.budget
+        scope = "account" if budget.scope == "account" else f"{budget.scope} {budget.scope_id}"
+        crossed = f", crossed {status.crossed[-1]}%" if status.crossed else ""
+        statuses.setdefault(budget.account_id, []).append(
+            f"{scope}: {status.used_ratio * 100:.0f}% used, "
+            f"forecast {status.forecast_ratio * 100:.0f}%{crossed}"
+        )
+    rows: list[dict[str, Any]] = []
+    for account_id, balance in sorted(all_balances(store, now).items()):
+        rows.append(
+            {
+                "account": account_id,
+                "balance": round(balance.balance, 2),
+                "granted": round(balance.granted, 2),
+                "consumed": round(balance.consumed, 2),
+                "expired": round(balance.expired, 2),
+                "budgets": "; ".join(statuses.get(account_id, [])) or "-",
+            }
+        )
+    return rows

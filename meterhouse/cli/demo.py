@@ -13,7 +13,7 @@ from meterhouse.cli.output import render_dicts
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import run_demo
 from meterhouse.errors import MeterhouseError
-from meterhouse.overview import account_overview
+from meterhouse.overview import account_overview, credits_overview
 from meterhouse.processing.rater import default_rater
 from meterhouse.rating.sync import sync_model_prices
 from meterhouse.store.migrations import Topology, migrate
@@ -84,6 +84,7 @@ def demo(
                     store, data, default_rater(store), actor=cli.actor, progress=_progress
                 )
             overview = account_overview(store, end)
+            credits = credits_overview(store, end)
             billing = seed_billing(store, data, cli.actor, settings=cli.settings)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -95,9 +96,14 @@ def demo(
     )
     click.echo("This month, in each account's time zone:")
     click.echo(render_dicts(overview, "table"))
+    click.echo("\nCredits now (balance = granted - consumed - expired), and budgets:")
+    click.echo(render_dicts(credits, "table"))
     click.echo(f"\nBilling, {billing_source_note(cli.settings)}:")
     click.echo(render_dicts(billing, "table"))
     click.echo(
-        '\nNext: `meterhouse sql "SELECT * FROM usage_daily LIMIT 10"`, '
-        "`meterhouse accounts list`, `meterhouse run`."
+        "\nNext: `meterhouse statement --account acme` (a bank statement of credits), "
+        "`meterhouse jobs active`, `meterhouse events --level error --since 24h`, "
+        "`meterhouse models list --search gpt-4o`, "
+        '`meterhouse sql "SELECT item, sum(credits) FROM usage_daily GROUP BY item"`, '
+        "`meterhouse run` (the HTTP service)."
     )
