@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+from meterhouse.errors import StoreError
 from meterhouse.keys import ApiKey, AuthFailure, StoredKey, check_token, get_stored_key, parse_token
 from meterhouse.store.base import Store
 
@@ -40,7 +41,14 @@ class KeyDirectory:
             cached = self._cache.get(key_id)
         if cached is not None and now - cached[1] < self.ttl_seconds:
             return cached[0]
-        stored = get_stored_key(self.store, key_id)
+        try:
+            stored = get_stored_key(self.store, key_id)
+        except StoreError:
+            if cached is None:
+                raise
+            # ClickHouse is down: keep accepting what the spool can hold with the key as
+            # last read (no revocation can be read meanwhile either).
+            return cached[0]
         with self._lock:
             if len(self._cache) >= MAX_TRACKED_CLIENTS:
                 self._cache.clear()

@@ -72,18 +72,27 @@ class IngestMetrics:
         )
         self.insert_seconds = Histogram(
             "meterhouse_ingest_insert_seconds",
-            "Time to write one request's rows to ClickHouse (duplicate check included).",
+            "Time of one write to ClickHouse, duplicate check included: a drain batch of the "
+            "spool, or one request's rows with MH_INGEST_DURABILITY=direct.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
         self.insert_errors = Counter(
             "meterhouse_ingest_insert_errors_total",
-            "Writes that failed (the request was answered 503 and nothing was acknowledged).",
+            "Writes to ClickHouse that failed (spool: the batch stays spooled and is retried; "
+            "direct: the request was answered 503 and nothing was acknowledged).",
             registry=registry,
         )
         self.rating_errors = Counter(
             "meterhouse_ingest_rating_errors_total",
             "Requests refused with 503 because the rater failed.",
+            registry=registry,
+        )
+        self.unpriced = Counter(
+            "meterhouse_unpriced_events_total",
+            "Usage events accepted without a price, by kind (model, job, api) and reason "
+            "(the unpriced_reason stored on the event, e.g. unknown_model).",
+            ["kind", "reason"],
             registry=registry,
         )
         for endpoint in ("cloudevents", "otlp"):

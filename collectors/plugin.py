@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,19 +28,58 @@ from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
 from collectors.validate import Limits
+from exporters.spool import Faults, Spool
 from meterhouse import keys
 from meterhouse.jsonable import to_jsonable
 from meterhouse.processing.pipeline import Rater
-from meterhouse.processing.rater import default_rater
+from meterhouse.processing.rater import CatalogRater, default_rater
+from meterhouse.rating.fast import FastRater
 from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.settings import Settings, default_data_dir
+from meterhouse.store.base import Store
+from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.tenants import TenantError
+
+
+def spool_directory(settings: Settings, store: Store) -> Path:
+    """MH_SPOOL_DIR, else inside the embedded store's directory (the spool belongs to that
+    store: deleting the store deletes it too), else per server under the user data dir."""
+    if settings.spool_dir:
+        return Path(settings.spool_dir).expanduser().resolve()
+    if isinstance(store, ChdbStore):
+        return store.path / "meterhouse-spool"
+    parts = urlsplit(settings.clickhouse_url)
+    name = f"{parts.hostname or 'localhost'}-{parts.port or 8123}-{store.database}"
+    return default_data_dir() / "spool" / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def fast_rater(rater: Rater) -> Rater:
+    """The memoizing FastRater for the catalog rater (same results, ~50x faster)."""
+    if isinstance(rater, CatalogRater):
+        return FastRater(rater.catalog, rater.book)
+    return rater
 
 
 def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoutes:
     metrics = IngestMetrics(ctx.registry)
     settings = ctx.settings
+    ingestor = Ingestor(ctx.store, fast_rater(rater or default_rater(ctx.store)), metrics)
+    if settings.ingest_durability == "spool":
+        spool = Spool(
+            spool_directory(settings, ctx.store),
+            ingestor.writer,
+            ctx.registry,
+            max_bytes=settings.spool_max_bytes,
+            batch_rows=settings.spool_drain_batch_rows,
+            faults=Faults.parse(settings.test_faults),
+            on_written=ingestor.written,
+        )
+        ingestor.spool = spool
+        ctx.on_startup.append(spool.start)
+        ctx.on_shutdown.append(spool.stop)
+        ctx.readiness_checks.append(spool.full_reason)
     return IngestRoutes(
-        ingestor=Ingestor(ctx.store, rater or default_rater(ctx.store), metrics),
+        ingestor=ingestor,
         keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
         limiter=FailureLimiter(
             settings.ingest_auth_failure_burst, settings.ingest_auth_failure_per_second

@@ -10,6 +10,7 @@ rest counted in ``partial_success``.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from collectors import cloudevents as ce
-from collectors import genai, otlp
+from collectors import fast_decode, genai, otlp
 from collectors.auth import FailureLimiter, KeyDirectory
 from collectors.http import ClientError, client_ip, media_type, read_body
 from collectors.ingest import Ingestor, IngestOutcome
@@ -26,6 +27,7 @@ from collectors.metrics import IngestMetrics
 from collectors.problems import FieldError
 from collectors.validate import Limits
 from meterhouse import records as r
+from meterhouse.errors import StoreError
 from meterhouse.keys import ApiKey
 from meterhouse.logs import get_logger
 from meterhouse.service.app import bearer_token
@@ -64,9 +66,18 @@ class IngestRoutes:
                 "rate_limited",
                 headers={"Retry-After": str(wait)},
             )
-        key, failure = await asyncio.to_thread(
-            self.keys.authenticate, bearer_token(request), self.clock()
-        )
+        try:
+            key, failure = await asyncio.to_thread(
+                self.keys.authenticate, bearer_token(request), self.clock()
+            )
+        except StoreError as exc:
+            raise ClientError(
+                503,
+                "Service Unavailable",
+                f"the API key cannot be checked now (ClickHouse: {exc}); retry later",
+                "unavailable",
+                headers={"Retry-After": "5"},
+            ) from exc
         if failure is not None or key is None:
             self.limiter.failed(client)
             reason = failure or "unknown"
@@ -108,7 +119,7 @@ class IngestRoutes:
 
     def ingest_cloudevents(self, body: bytes, kind: str, key: ApiKey) -> IngestOutcome:
         try:
-            decoded = ce.decode_events(body, kind, key, self.clock(), self.limits)
+            decoded = fast_decode.decode_events(body, kind, key, self.clock(), self.limits)
         except ce.BodyError as exc:
             status = 413 if exc.too_many else 400
             title = "Payload Too Large" if exc.too_many else "Bad Request"
@@ -129,8 +140,8 @@ class IngestRoutes:
         outcome = self.ingestor.ingest(decoded.events)
         if not outcome.ok:
             raise _unavailable(outcome)
-        for event in decoded.events:
-            self.metrics.accepted.labels(event.type).inc()
+        for event_type, count in Counter(decoded.types).items():
+            self.metrics.accepted.labels(event_type).inc(count)
         return outcome
 
     def _count_rejected(self, decoded: ce.Decoded) -> None:
@@ -203,12 +214,20 @@ class IngestRoutes:
         return len(problems), message
 
 
+_UNAVAILABLE = {
+    "rate": ("rating failed", "5"),
+    "write": ("the store refused the write", "5"),
+    "spool": ("the ingest spool cannot take the batch", "5"),
+    "spool_full": ("the ingest spool is full: ClickHouse is not taking writes", "10"),
+}
+
+
 def _unavailable(outcome: IngestOutcome) -> ClientError:
-    what = "rating failed" if outcome.stage == "rate" else "the store refused the write"
+    what, retry_after = _UNAVAILABLE.get(outcome.stage, ("ingest failed", "5"))
     return ClientError(
         503,
         "Service Unavailable",
         f"{what}; nothing was acknowledged, send the same request again: {outcome.error[:300]}",
         "unavailable",
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": retry_after},
     )

@@ -8,7 +8,13 @@ the check-then-insert safe; its lock serializes the threads that share it (the s
 request workers), so a retry racing the original cannot slip between check and insert.
 
 Keys are checked per table, not per event: when an insert fails part-way, the retry
-writes exactly the tables that are still missing the event.
+writes exactly the tables that are still missing the event. The check asks ``event_keys``
+(migration 0015), whose primary key answers it; a batch retried after an unknown outcome
+(``certain=False``) also asks the table itself (exporters/arrow_io.py says why).
+
+Two inputs: ``write`` takes (table, row dict) pairs, as the poller and the demo make them;
+``write_tables`` takes one Arrow table per target table, as the ingest path and its spool
+make them, and inserts each in one piece.
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
+import pyarrow as pa
+
+from exporters.arrow_io import insert_table, stored_keys
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
 from meterhouse.processing.rows import Row
@@ -38,7 +48,6 @@ TABLE_ORDER: Final = (
     "job_logs",
     "usage_events",
 )
-_LOOKUP_CHUNK: Final = 5000
 
 
 @dataclass
@@ -62,16 +71,13 @@ class ClickHouseWriter:
         self._lock = threading.Lock()
 
     def _stored_keys(self, table: str, rows: list[Row]) -> set[tuple[str, str]]:
-        ids = sorted({row["event_id"] for row in rows})
-        found: set[tuple[str, str]] = set()
-        for start in range(0, len(ids), _LOOKUP_CHUNK):
-            chunk = ids[start : start + _LOOKUP_CHUNK]
-            result = self.store.query(
-                f"SELECT source, event_id FROM {table} WHERE event_id IN {{ids:Array(String)}}",
-                {"ids": chunk},
-            )
-            found.update((str(s), str(e)) for s, e in result.rows)
-        return found
+        keys = pa.table(
+            {
+                "source": [str(row["source"]) for row in rows],
+                "event_id": [str(row["event_id"]) for row in rows],
+            }
+        )
+        return stored_keys(self.store, table, keys, authoritative=False)
 
     def _unique(self, table: str, rows: list[Row]) -> list[Row]:
         stored = self._stored_keys(table, rows)
@@ -120,3 +126,69 @@ class ClickHouseWriter:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - started
         return result
+
+    def write_tables(self, tables: Mapping[str, pa.Table], *, certain: bool = True) -> WriteResult:
+        """Insert one Arrow table per target table, duplicates dropped; never raises.
+
+        ``certain=False`` for a batch whose earlier attempt may have written part of it
+        (a replay after a crash, a retry after an error): its keys are then also checked
+        against the tables themselves.
+        """
+        with self._lock:
+            return self._write_tables(tables, certain=certain)
+
+    def _write_tables(self, tables: Mapping[str, pa.Table], *, certain: bool) -> WriteResult:
+        started = time.perf_counter()
+        result = WriteResult(ok=True)
+        order = [t for t in TABLE_ORDER if t in tables] + sorted(
+            t for t in tables if t not in TABLE_ORDER
+        )
+        try:
+            for table in order:
+                rows = tables[table]
+                if table in KEYED_TABLES:
+                    unique = self._unique_table(table, rows, certain=certain)
+                    if unique.num_rows < rows.num_rows:
+                        dropped = rows.num_rows - unique.num_rows
+                        result.duplicates += dropped
+                        result.duplicates_by_table[table] = dropped
+                    rows = unique
+                if rows.num_rows:
+                    result.written[table] = insert_table(self.store, table, rows)
+        except StoreError as exc:
+            log.warning("insert failed", error=str(exc), code=exc.code)
+            result.ok = False
+            result.error = str(exc)
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
+            log.error("insert refused a value", error=str(exc), error_type=type(exc).__name__)
+            result.ok = False
+            result.error = f"{type(exc).__name__}: {exc}"
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _unique_table(self, table: str, rows: pa.Table, *, certain: bool) -> pa.Table:
+        """The first row of each (source, event_id) that is not stored yet."""
+        rows = first_of_each_key(rows)
+        stored = stored_keys(self.store, table, rows, authoritative=not certain)
+        if not stored:
+            return rows
+        keys = zip(
+            rows.column("source").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+        )
+        keep = pa.array([key not in stored for key in keys], pa.bool_())
+        return rows.filter(keep)
+
+
+def first_of_each_key(rows: pa.Table) -> pa.Table:
+    """``rows`` without later repeats of a (source, event_id), order kept."""
+    if rows.num_rows < 2:
+        return rows
+    numbered = rows.select(["source", "event_id"]).append_column(
+        "__row", pa.array(range(rows.num_rows), pa.int64())
+    )
+    firsts = numbered.group_by(["source", "event_id"], use_threads=False).aggregate(
+        [("__row", "min")]
+    )
+    if firsts.num_rows == rows.num_rows:
+        return rows
+    return rows.take(np.sort(firsts.column("__row_min").to_numpy()))

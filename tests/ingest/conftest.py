@@ -62,6 +62,8 @@ class Service:
 
 
 def make_service(store: Store, **settings: Any) -> Service:
+    # The app is called without its lifespan, so no spool drainer runs: write directly.
+    settings.setdefault("ingest_durability", "direct")
     config = Settings(clickhouse_url="chdb:///nonexistent", **settings)
     ctx = ServiceContext(
         settings=config, store=store, registry=CollectorRegistry(), admin_token=ADMIN_TOKEN

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +63,19 @@ class Live:
     def api_key(self, source: str) -> str:
         return str(self.admin("POST", "/api/v1/keys", json={"source": source})["token"])
 
+    def drained(self, timeout: float = 30) -> None:
+        """Acknowledged events are in the spool until its drainer writes them: wait for it
+        to be empty (meterhouse_spool_bytes 0), so queries see every acknowledged event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            metrics = requests.get(f"{self.service.url}/metrics", timeout=10).text
+            if re.search(r"^meterhouse_spool_bytes 0\.0$", metrics, re.M):
+                return
+            assert time.monotonic() < deadline, "the spool did not drain"
+            time.sleep(0.05)
+
     def sql(self, query: str) -> list[list[Any]]:
+        self.drained()
         answer = requests.post(
             f"{self.service.url}/api/v1/sql",
             json={"sql": query},
