@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
 from meterhouse import records as r
 
@@ -178,6 +178,44 @@ JOB_SPECS: Final = (
 )
 
 
+@dataclass
+class _Run:
+    """One run of one job: makes its state and log events with the job's ids and owner."""
+
+    ids: _Ids
+    tenant: DemoTenant
+    spec: _JobSpec
+    job_id: str
+    owner: tuple[str, str]
+    run_id: str
+    events: list[r.Event] = field(default_factory=list)
+
+    def state(self, status: r.RunStatus, at: datetime, **final: Any) -> None:
+        data = r.JobRunData(
+            job_id=self.job_id,
+            run_id=self.run_id,
+            kind=self.spec.kind,
+            status=status,
+            team_id=self.owner[0],
+            project_id=self.owner[1],
+            **final,
+        )
+        self.events.append(_event(self.ids, self.tenant, r.JOB_RUN, at, data))
+
+    def log(self, level: r.LogLevel, at: datetime, message: str, **error: str) -> None:
+        data = r.JobLogData(
+            job_id=self.job_id,
+            run_id=self.run_id,
+            kind=self.spec.kind,
+            level=level,
+            message=message,
+            team_id=self.owner[0],
+            project_id=self.owner[1],
+            **error,
+        )
+        self.events.append(_event(self.ids, self.tenant, r.JOB_LOG, at, data))
+
+
 def _jobs(
     rng: random.Random, ids: _Ids, tenant: DemoTenant, start: datetime, end: datetime, stuck: bool
 ) -> list[r.Event]:
@@ -186,70 +224,34 @@ def _jobs(
     for spec in specs:
         team, project, _ = rng.choice(tenant.projects)
         job_id = f"{tenant.account_id}-{spec.name}"
-        owner = (team, project)
-        events.append(
-            _event(
-                ids,
-                tenant,
-                r.JOB_DEFINITION,
-                start - timedelta(days=1),
-                r.JobDefinitionData(
-                    job_id=job_id,
-                    kind=spec.kind,
-                    name=spec.name,
-                    schedule=_schedule(spec.every),
-                    typical_duration_ms=spec.typical_seconds * 1000,
-                    team_id=owner[0],
-                    project_id=owner[1],
-                ),
-            )
+        definition = r.JobDefinitionData(
+            job_id=job_id,
+            kind=spec.kind,
+            name=spec.name,
+            schedule=_schedule(spec.every),
+            typical_duration_ms=spec.typical_seconds * 1000,
+            team_id=team,
+            project_id=project,
         )
+        events.append(_event(ids, tenant, r.JOB_DEFINITION, start - timedelta(days=1), definition))
         at = start + timedelta(seconds=rng.uniform(0, spec.every.total_seconds()))
         while at < end:
-            events.extend(_run(rng, ids, tenant, spec, job_id, owner, at, end))
+            run = _Run(ids, tenant, spec, job_id, (team, project), ids.new("run"))
+            _play_run(rng, run, at, end)
+            events += run.events
             at += spec.every
         if stuck and spec.kind == "asset":
             stuck = False
-            run_id = ids.new("run")
+            run = _Run(ids, tenant, spec, job_id, (team, project), ids.new("run"))
             began = end - timedelta(hours=6)
-            stages: tuple[tuple[r.RunStatus, datetime], ...] = (
-                ("queued", began - timedelta(seconds=5)),
-                ("running", began),
+            run.state("queued", began - timedelta(seconds=5))
+            run.state("running", began)
+            run.log(
+                "warning",
+                began + timedelta(seconds=2),
+                "waiting for lock on warehouse table sales_by_region",
             )
-            for status, when in stages:
-                events.append(
-                    _event(
-                        ids,
-                        tenant,
-                        r.JOB_RUN,
-                        when,
-                        r.JobRunData(
-                            job_id=job_id,
-                            run_id=run_id,
-                            kind=spec.kind,
-                            status=status,
-                            team_id=owner[0],
-                            project_id=owner[1],
-                        ),
-                    )
-                )
-            events.append(
-                _event(
-                    ids,
-                    tenant,
-                    r.JOB_LOG,
-                    began + timedelta(seconds=2),
-                    r.JobLogData(
-                        job_id=job_id,
-                        run_id=run_id,
-                        kind=spec.kind,
-                        level="warning",
-                        message="waiting for lock on warehouse table sales_by_region",
-                        team_id=owner[0],
-                        project_id=owner[1],
-                    ),
-                )
-            )
+            events += run.events
     return events
 
 
@@ -258,145 +260,53 @@ def _schedule(every: timedelta) -> str:
     return "0 2 * * *" if hours >= 24 else f"0 */{hours} * * *"
 
 
-def _run(
-    rng: random.Random,
-    ids: _Ids,
-    tenant: DemoTenant,
-    spec: _JobSpec,
-    job_id: str,
-    owner: tuple[str, str],
-    queued: datetime,
-    end: datetime,
-) -> list[r.Event]:
-    run_id = ids.new("run")
+def _play_run(rng: random.Random, run: _Run, queued: datetime, end: datetime) -> None:
+    """Queued, running, then succeeded or failed with an error log, as far as ``end``."""
+    spec = run.spec
     started = queued + timedelta(seconds=rng.uniform(0.2, 5))
     seconds = max(0.5, rng.lognormvariate(0, 0.35) * spec.typical_seconds)
     finished = started + timedelta(seconds=seconds)
-    events = [
-        _event(
-            ids,
-            tenant,
-            r.JOB_RUN,
-            queued,
-            r.JobRunData(
-                job_id=job_id,
-                run_id=run_id,
-                kind=spec.kind,
-                status="queued",
-                team_id=owner[0],
-                project_id=owner[1],
-            ),
-        ),
-    ]
+    run.state("queued", queued)
     if started >= end:
-        return events
-    events.append(
-        _event(
-            ids,
-            tenant,
-            r.JOB_RUN,
-            started,
-            r.JobRunData(
-                job_id=job_id,
-                run_id=run_id,
-                kind=spec.kind,
-                status="running",
-                team_id=owner[0],
-                project_id=owner[1],
-            ),
-        )
-    )
-    events.append(
-        _event(
-            ids,
-            tenant,
-            r.JOB_LOG,
-            started,
-            r.JobLogData(
-                job_id=job_id,
-                run_id=run_id,
-                kind=spec.kind,
-                level="info",
-                message=f"{spec.name} started",
-                team_id=owner[0],
-                project_id=owner[1],
-            ),
-        )
-    )
+        return
+    run.state("running", started)
+    run.log("info", started, f"{spec.name} started")
     if finished >= end:
-        return events
-    failed = rng.random() < spec.failure_rate
+        return
     status: r.RunStatus = "succeeded"
     error_type = error_message = ""
-    if failed:
+    if rng.random() < spec.failure_rate:
         error_type, error_message = rng.choice(ERRORS[spec.kind])
         status = "timed_out" if error_type == "TimeoutError" else "failed"
-        events.append(
-            _event(
-                ids,
-                tenant,
-                r.JOB_LOG,
-                finished,
-                r.JobLogData(
-                    job_id=job_id,
-                    run_id=run_id,
-                    kind=spec.kind,
-                    level="error",
-                    message=f"{spec.name} failed: {error_message}",
-                    error_type=error_type,
-                    error_message=error_message,
-                    stack_trace=(
-                        "Traceback (most recent call last):\n"
-                        f'  File "/app/jobs/{spec.kind}.py", line 88, in run\n'
-                        "    result = step.execute(context)\n"
-                        f'  File "/app/jobs/steps.py", line 214, in execute\n'
-                        f"    raise {error_type}(message)\n"
-                        f"{error_type}: {error_message}"
-                    ),
-                    team_id=owner[0],
-                    project_id=owner[1],
-                ),
-            )
+        run.log(
+            "error",
+            finished,
+            f"{spec.name} failed: {error_message}",
+            error_type=error_type,
+            error_message=error_message,
+            stack_trace=_stack_trace(spec.kind, error_type, error_message),
         )
     else:
-        events.append(
-            _event(
-                ids,
-                tenant,
-                r.JOB_LOG,
-                finished,
-                r.JobLogData(
-                    job_id=job_id,
-                    run_id=run_id,
-                    kind=spec.kind,
-                    level="info",
-                    message=f"{spec.name} finished in {seconds:.1f}s",
-                    team_id=owner[0],
-                    project_id=owner[1],
-                ),
-            )
-        )
-    events.append(
-        _event(
-            ids,
-            tenant,
-            r.JOB_RUN,
-            finished,
-            r.JobRunData(
-                job_id=job_id,
-                run_id=run_id,
-                kind=spec.kind,
-                status=status,
-                started_at=started,
-                duration_seconds=Decimal(f"{seconds:.3f}"),
-                error_type=error_type,
-                error_message=error_message,
-                team_id=owner[0],
-                project_id=owner[1],
-            ),
-        )
+        run.log("info", finished, f"{spec.name} finished in {seconds:.1f}s")
+    run.state(
+        status,
+        finished,
+        started_at=started,
+        duration_seconds=Decimal(f"{seconds:.3f}"),
+        error_type=error_type,
+        error_message=error_message,
     )
-    return events
+
+
+def _stack_trace(kind: str, error_type: str, message: str) -> str:
+    return (
+        "Traceback (most recent call last):\n"
+        f'  File "/app/jobs/{kind}.py", line 88, in run\n'
+        "    result = step.execute(context)\n"
+        '  File "/app/jobs/steps.py", line 214, in execute\n'
+        f"    raise {error_type}(message)\n"
+        f"{error_type}: {message}"
+    )
 
 
 def _api_calls(
