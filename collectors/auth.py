@@ -1,7 +1,8 @@
 """Who is sending: the ingest key behind a bearer token, and a brake on guessing.
 
 Keys are read from the store and cached for ``MH_INGEST_KEY_CACHE_SECONDS`` (2 s by
-default), so a revocation written by another process takes effect within that time; one
+default), so a revocation written by another process takes effect within that time (plus
+the one store read that refreshes it, which other requests do not wait for); one
 made through this service's admin API (`meterhouse keys revoke` while the service runs)
 drops the cached entry at once. The secret is checked on every request, against the
 cached hash, in constant time.
@@ -32,6 +33,7 @@ class KeyDirectory:
         self.store = store
         self.ttl_seconds = ttl_seconds
         self._cache: dict[str, tuple[StoredKey | None, float]] = {}
+        self._refreshing: set[str] = set()
         self._lock = threading.Lock()
 
     def lookup(self, key_id: str) -> StoredKey | None:
@@ -39,8 +41,13 @@ class KeyDirectory:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key_id)
-        if cached is not None and now - cached[1] < self.ttl_seconds:
-            return cached[0]
+            if cached is not None and now - cached[1] < self.ttl_seconds:
+                return cached[0]
+            if cached is not None and key_id in self._refreshing:
+                # Another request is reading it (maybe waiting behind a large insert):
+                # one read per key at a time, the others go on with the last answer.
+                return cached[0]
+            self._refreshing.add(key_id)
         try:
             stored = get_stored_key(self.store, key_id)
         except StoreError:
@@ -49,6 +56,9 @@ class KeyDirectory:
             # ClickHouse is down: keep accepting what the spool can hold with the key as
             # last read (no revocation can be read meanwhile either).
             return cached[0]
+        finally:
+            with self._lock:
+                self._refreshing.discard(key_id)
         with self._lock:
             if len(self._cache) >= MAX_TRACKED_CLIENTS:
                 self._cache.clear()

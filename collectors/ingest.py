@@ -119,6 +119,8 @@ class Ingestor:
             built = self.rate(events)
         except RatingFailedError as exc:
             return IngestOutcome(False, len(events), error=str(exc), stage="rate")
+        if not built.tables:
+            return IngestOutcome(True, len(events))  # no event, no row: nothing to keep
         if self.spool is not None:
             try:
                 self.spool.append(built.tables, len(events))

@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Most rows the spool's drainer writes to ClickHouse in one insert.",
     )
+    spool_pace_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        description="While ClickHouse takes writes, a request that finds more than this many "
+        "bytes waiting in the spool first waits (up to 2 s) for the drain: acknowledged "
+        "events become visible within about a second, at some cost in peak throughput. "
+        "0: never wait (docs/durability.md).",
+    )
     test_faults: str = Field(
         default="",
         description="Tests only: fault injection in the spool's drainer, e.g. "

@@ -1,0 +1,310 @@
+"""The spool: accepted batches are made durable locally, then drained into ClickHouse.
+
+``Spool.append`` is what an ingest request waits for before it answers 2xx: the batch's
+priced rows are in the segment log and fsynced (group commit). A drainer thread reads the
+log in order, coalesces many requests into large inserts (one per table), and after each
+successful insert records a checkpoint (fsynced) and deletes the segments it has passed.
+
+Exactly once: the writer drops rows whose (source, event_id) is stored already. A crash
+between an insert and its checkpoint replays that batch at the next start; the replay
+finds its keys stored and inserts nothing. Batches that may have been written before
+(everything past the checkpoint at start, and a batch retried after an error) are checked
+against the event tables themselves too, not only ``event_keys`` (exporters/arrow_io.py).
+
+When ClickHouse fails, the drainer retries the same batch with backoff, and requests keep
+being accepted until the spool holds ``max_bytes``; then appends raise SpoolFullError
+(the ingest endpoints answer 503 with Retry-After) until the drain catches up.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+from prometheus_client import CollectorRegistry
+
+from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
+from exporters.spool import codec
+from exporters.spool.log import Position, SegmentLog, SpoolError, SpoolFullError
+from exporters.spool.metrics import SpoolMetrics
+from meterhouse.logs import get_logger
+
+log = get_logger(__name__)
+
+LINGER_SECONDS: Final = 0.05  # a small batch waits this long for company
+READ_BYTES: Final = 256 * 1024 * 1024  # most bytes of records read for one drain batch
+PACE_MAX_SECONDS: Final = 2.0  # longest a request waits so (then it is spooled anyway)
+BACKOFF_FIRST: Final = 0.2
+BACKOFF_MAX: Final = 10.0
+
+
+class _Refused:
+    """The store refused a drain batch (see Spool._drain_once)."""
+
+
+REFUSED: Final = _Refused()
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Test-only fault injection (MH_TEST_FAULTS), to stop the drainer at chosen moments.
+
+    ``hold_drain``: the drainer drains nothing; ``pause_before_checkpoint``: seconds it
+    waits between a successful insert and the checkpoint that records it.
+    """
+
+    hold_drain: bool = False
+    pause_before_checkpoint: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        values: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, _, value = item.partition("=")
+            values[name.strip()] = value.strip()
+        unknown = set(values) - {"hold_drain", "pause_before_checkpoint"}
+        if unknown:
+            raise SpoolError(f"unknown MH_TEST_FAULTS entries: {', '.join(sorted(unknown))}")
+        return cls(
+            hold_drain=values.get("hold_drain", "0") not in ("", "0", "false"),
+            pause_before_checkpoint=float(values.get("pause_before_checkpoint") or 0),
+        )
+
+
+@dataclass
+class _Batch:
+    start: Position
+    end: Position = field(default_factory=lambda: Position(0, 0))
+    parts: dict[str, list[pa.Table]] = field(default_factory=dict)
+    rows: int = 0
+    events: int = 0
+    records: int = 0
+    oldest_ms: int = 0
+
+    def add(self, batch: codec.SpoolBatch, end: Position) -> None:
+        if not self.oldest_ms:
+            self.oldest_ms = batch.created_ms
+        for name, table in batch.tables.items():
+            self.parts.setdefault(name, []).append(table)
+        self.rows += batch.rows
+        self.events += batch.events
+        self.records += 1
+        self.end = end
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {
+            name: parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+            for name, parts in self.parts.items()
+        }
+
+
+class Spool:
+    def __init__(
+        self,
+        directory: Path,
+        writer: ClickHouseWriter,
+        registry: CollectorRegistry,
+        *,
+        max_bytes: int,
+        segment_bytes: int = 64 * 1024 * 1024,
+        batch_rows: int = 100_000,
+        pace_bytes: int = 8 * 1024 * 1024,
+        faults: Faults | None = None,
+        on_written: Callable[[WriteResult], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.log = SegmentLog(directory, max_bytes=max_bytes, segment_bytes=segment_bytes)
+        self.writer = writer
+        self.batch_rows = batch_rows
+        self.pace_bytes = pace_bytes  # backlog past which requests wait for a healthy drain
+        self.faults = faults or Faults()
+        self.on_written = on_written
+        self.clock = clock
+        self._oldest_ms: int | None = None
+        self._state = threading.Lock()
+        self._refused_full = False
+        self._failing = False  # the last drain attempt failed
+        self._stop = threading.Event()
+        self._stop_deadline = 0.0
+        self._thread: threading.Thread | None = None
+        self._drained = threading.Condition()
+        self.metrics = SpoolMetrics(
+            registry,
+            pending_bytes=lambda: float(self.log.pending_bytes()),
+            segments=lambda: float(self.log.segments()),
+            oldest_age=self.oldest_age_seconds,
+        )
+        self._oldest_ms = self._peek_created(self.log.checkpoint)
+
+    # -- the request side ------------------------------------------------------------
+
+    def append(self, tables: Mapping[str, pa.Table], events: int) -> None:
+        """Make one accepted batch durable; returns once it is on disk.
+
+        Raises SpoolFullError (answer 503) when the spool is full, SpoolError when it is
+        closed or the disk fails.
+        """
+        self._pace()
+        now_ms = int(self.clock() * 1000)
+        payload = codec.encode(tables, events, now_ms)
+        try:
+            end = self.log.append(payload)
+        except SpoolFullError:
+            self._refused_full = True
+            self.metrics.refused.inc()
+            raise
+        with self._state:
+            if self._oldest_ms is None:
+                self._oldest_ms = now_ms
+        self.log.sync(end)
+
+    def _pace(self) -> None:
+        """While the drain works, keep the backlog under ``pace_bytes``: a request waits (up to
+        PACE_MAX_SECONDS) for the drainer to catch up, instead of spooling far ahead of
+        it. Acknowledged events then become visible within about a second under any
+        load, and the drainer's inserts get the CPU they need. While ClickHouse fails the
+        spool takes everything, up to its limit: that is what it is for."""
+        if not self.pace_bytes or self._thread is None or self._failing or self._stop.is_set():
+            return
+        deadline = time.monotonic() + PACE_MAX_SECONDS
+        with self._drained:
+            while self.log.pending_bytes() > self.pace_bytes and not self._failing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._drained.wait(min(left, 0.05))
+
+    def full_reason(self) -> str | None:
+        """A /readyz check: the reason when the spool refuses appends for lack of room."""
+        pending = self.log.pending_bytes()
+        if self._refused_full and pending > 0.9 * self.log.max_bytes:
+            return f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for ClickHouse"
+        self._refused_full = False
+        return None
+
+    def oldest_age_seconds(self) -> float:
+        oldest = self._oldest_ms
+        return max(0.0, self.clock() - oldest / 1000) if oldest is not None else 0.0
+
+    # -- the drainer -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spool-drainer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Drain what is spooled (up to ``timeout`` seconds), then close the log.
+
+        What is left (ClickHouse down, or too much to drain in time) stays on disk and is
+        replayed at the next start.
+        """
+        self._stop_deadline = time.monotonic() + timeout
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout + 5)
+        self.log.close()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Block until everything appended so far is in the store (tests, benchmarks)."""
+        target = self.log.written
+        deadline = time.monotonic() + timeout
+        with self._drained:
+            while self.log.checkpoint < target:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drained.wait(min(left, 0.5))
+        return True
+
+    def _run(self) -> None:
+        position = self.log.checkpoint
+        replay_end = self.log.opened_end
+        failures = 0
+        while True:
+            if self._stop.is_set() and (
+                position >= self.log.written or time.monotonic() > self._stop_deadline
+            ):
+                return
+            if self.faults.hold_drain:
+                self._stop.wait(0.1)
+                continue
+            try:
+                drained = self._drain_once(position, certain=failures == 0, replay_end=replay_end)
+            except Exception:  # a bug must not stop the drain for good: log, back off, retry
+                log.exception("spool drain crashed; retrying")
+                drained = REFUSED
+            if drained is None:
+                continue
+            if drained is REFUSED:
+                self._failing = True
+                failures += 1
+                self.metrics.drain_errors.inc()
+                delay = random.uniform(0, min(BACKOFF_MAX, BACKOFF_FIRST * 2**failures))
+                if self._stop.is_set():
+                    time.sleep(delay)  # stopping: keep trying until the deadline
+                else:
+                    self._stop.wait(delay)
+                continue
+            assert isinstance(drained, Position)
+            self._failing = False
+            failures = 0
+            position = drained
+
+    def _drain_once(
+        self, position: Position, *, certain: bool, replay_end: Position
+    ) -> Position | _Refused | None:
+        """One batch: its end when written and checkpointed, REFUSED when the store
+        refused it, None when there was nothing to drain."""
+        batch = self._collect(position)
+        if batch is None:
+            self.log.wait_durable_beyond(position, 0.1)
+            return None
+        tables = batch.tables()
+        if tables:
+            # A batch that may have been written before (replayed after a restart, or
+            # retried after an error) is checked against the tables themselves too.
+            result = self.writer.write_tables(tables, certain=certain and batch.start >= replay_end)
+            if self.on_written is not None:
+                self.on_written(result)
+            if not result.ok:
+                log.warning("spool drain failed; retrying", error=result.error)
+                return REFUSED
+        if self.faults.pause_before_checkpoint:
+            time.sleep(self.faults.pause_before_checkpoint)
+        self.log.save_checkpoint(batch.end)
+        self.metrics.drained_events.inc(batch.events)
+        self.metrics.drain_lag.set(max(0.0, self.clock() - batch.oldest_ms / 1000))
+        with self._state:
+            self._oldest_ms = self._peek_created(self.log.checkpoint)
+        with self._drained:
+            self._drained.notify_all()
+        return batch.end
+
+    def _collect(self, position: Position) -> _Batch | None:
+        """Durable records from ``position``, up to ``batch_rows`` rows; a small batch
+        waits up to LINGER_SECONDS for more, so inserts stay large under load."""
+        batch = _Batch(start=position)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while True:
+            for record in self.log.read(batch.end if batch.records else position, READ_BYTES):
+                batch.add(codec.decode(record.payload), record.end)
+                if batch.rows >= self.batch_rows:
+                    return batch
+            if batch.records == 0:
+                return None
+            if self._stop.is_set() or time.monotonic() >= deadline:
+                return batch
+            self.log.wait_durable_beyond(batch.end, deadline - time.monotonic())
+            if self.log.durable <= batch.end:
+                return batch
+
+    def _peek_created(self, position: Position) -> int | None:
+        head = self.log.peek(position, codec.CREATED.size)
+        return codec.created_ms(head) if head is not None else None
