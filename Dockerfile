@@ -19,7 +19,8 @@ COPY billing_sync ./billing_sync
 COPY clickhouse ./clickhouse
 RUN pip install .
 
-RUN useradd --create-home --uid 10001 meterhouse
+RUN useradd --create-home --uid 10001 meterhouse \
+    && mkdir -p /var/lib/meterhouse/spool && chown -R meterhouse /var/lib/meterhouse
 USER meterhouse
 
 EXPOSE 8080
