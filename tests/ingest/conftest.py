@@ -21,7 +21,7 @@ from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.store.migrations import migrate
-from tests.ingest.asgi import Answer, call
+from tests.support.asgi import Answer, call
 
 ADMIN_TOKEN = "admin-token-for-tests"
 SOURCE = "platform.test"

@@ -11,8 +11,8 @@ import pytest
 
 from meterhouse import keys
 from meterhouse.store.base import Store
-from tests.ingest.asgi import call
 from tests.ingest.conftest import ADMIN_TOKEN, SOURCE, Service, ServiceFactory, event
+from tests.support.asgi import call
 
 
 def test_only_the_hash_of_the_secret_is_stored(clean_store: Store) -> None:

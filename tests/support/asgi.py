@@ -24,6 +24,10 @@ class Answer:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
 
 async def _call(
     app: ASGIApp, method: str, path: str, headers: Mapping[str, str], body: bytes, client: str
