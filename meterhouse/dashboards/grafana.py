@@ -38,6 +38,7 @@ CREDITS: Final = "suffix: cr"
 USD: Final = "currencyUSD"
 
 T = TypeVar("T")
+PanelT = TypeVar("PanelT", stat.Panel, timeseries.Panel, table.Panel)
 
 
 class ClickHouseTarget(cogvariants.Dataquery):
@@ -214,6 +215,18 @@ class Board:
         self._next_id += 1
         return panel_id
 
+    def _head(
+        self, panel: PanelT, title: str, description: str, datasource: Any, w: int, h: int
+    ) -> PanelT:
+        """What every panel starts with: its id, title, description, source and place."""
+        return (
+            panel.id(self._take_id())
+            .title(title)
+            .description(description)
+            .datasource(datasource)
+            .grid_pos(self.layout.place(w, h))
+        )
+
     def _sql_target(
         self,
         title: str,
@@ -258,12 +271,7 @@ class Board:
     ) -> None:
         """One big number per numeric column of the single row the query returns."""
         panel = (
-            stat.Panel()
-            .id(self._take_id())
-            .title(title)
-            .description(description)
-            .datasource(CLICKHOUSE)
-            .grid_pos(self.layout.place(w, h))
+            self._head(stat.Panel(), title, description, CLICKHOUSE, w, h)
             .with_target(
                 self._sql_target(title, sql, cols, time_series=False, expect_rows=expect_rows)
             )
@@ -310,12 +318,7 @@ class Board:
         turns the long frame into one field per value, carrying it as a label).
         """
         panel = (
-            timeseries.Panel()
-            .id(self._take_id())
-            .title(title)
-            .description(description)
-            .datasource(CLICKHOUSE)
-            .grid_pos(self.layout.place(w, h))
+            self._head(timeseries.Panel(), title, description, CLICKHOUSE, w, h)
             .with_target(
                 self._sql_target(title, sql, cols, time_series=True, expect_rows=expect_rows)
             )
@@ -367,12 +370,7 @@ class Board:
     ) -> None:
         """A filterable table of the query's rows, in the query's order."""
         panel = (
-            table.Panel()
-            .id(self._take_id())
-            .title(title)
-            .description(description)
-            .datasource(CLICKHOUSE)
-            .grid_pos(self.layout.place(w, h))
+            self._head(table.Panel(), title, description, CLICKHOUSE, w, h)
             .with_target(
                 self._sql_target(title, sql, cols, time_series=False, expect_rows=expect_rows)
             )
@@ -411,12 +409,7 @@ class Board:
     ) -> None:
         """A time series of PromQL expressions, each ``(expr, legend format)``."""
         panel = (
-            timeseries.Panel()
-            .id(self._take_id())
-            .title(title)
-            .description(description)
-            .datasource(PROMETHEUS)
-            .grid_pos(self.layout.place(w, h))
+            self._head(timeseries.Panel(), title, description, PROMETHEUS, w, h)
             .unit(unit)
             .legend(
                 common_builders.VizLegendOptions()
@@ -454,12 +447,7 @@ class Board:
     ) -> None:
         """The latest value of a PromQL expression, one number per series."""
         panel = (
-            stat.Panel()
-            .id(self._take_id())
-            .title(title)
-            .description(description)
-            .datasource(PROMETHEUS)
-            .grid_pos(self.layout.place(w, h))
+            self._head(stat.Panel(), title, description, PROMETHEUS, w, h)
             .with_target(self._prom_target(title, expr, legend, "A"))
             .unit(unit)
             .graph_mode(common.BigValueGraphMode.AREA)
