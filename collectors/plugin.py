@@ -29,6 +29,7 @@ from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
 from collectors.validate import Limits
+from exporters.clickhouse_writer import ClickHouseWriter
 from exporters.spool import Faults, Spool
 from meterhouse import keys
 from meterhouse.jsonable import to_jsonable
@@ -38,7 +39,6 @@ from meterhouse.rating.fast import FastRater
 from meterhouse.service.app import ServiceContext, bearer_token, problem
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.tenants import TenantError
 
 
@@ -47,8 +47,8 @@ def spool_directory(settings: Settings, store: Store) -> Path:
     store: deleting the store deletes it too), else per server under the user data dir."""
     if settings.spool_dir:
         return Path(settings.spool_dir).expanduser().resolve()
-    if isinstance(store, ChdbStore):
-        return store.path / "meterhouse-spool"
+    if store.capabilities.data_dir is not None:
+        return store.capabilities.data_dir / "meterhouse-spool"
     parts = urlsplit(settings.clickhouse_url)
     name = f"{parts.hostname or 'localhost'}-{parts.port or 8123}-{store.database}"
     return default_data_dir() / "spool" / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
@@ -64,7 +64,10 @@ def fast_rater(rater: Rater) -> Rater:
 def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoutes:
     metrics = IngestMetrics(ctx.registry)
     settings = ctx.settings
-    ingestor = Ingestor(ctx.store, fast_rater(rater or default_rater(ctx.store)), metrics)
+    writer = ClickHouseWriter(ctx.store, cluster=bool(settings.clickhouse_cluster))
+    ingestor = Ingestor(
+        ctx.store, fast_rater(rater or default_rater(ctx.store)), metrics, writer=writer
+    )
     if settings.ingest_durability == "spool":
         spool = Spool(
             spool_directory(settings, ctx.store),

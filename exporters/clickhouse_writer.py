@@ -1,38 +1,40 @@
-"""Batch writer: rows grouped by table, duplicates dropped, one insert per table.
+"""Batch writer: one Arrow table per target table in, each event stored exactly once.
 
-Idempotency lives here, not in background merges: an event is identified by
-(source, event_id), and a row whose key is already stored, or appears earlier in the same
-batch, is dropped before insert. So every query users run, and every rollup a materialized
-view keeps, counts each event once, right after the insert. One writer per store makes
-the check-then-insert safe; its lock serializes the threads that share it (the service's
-request workers), so a retry racing the original cannot slip between check and insert.
+Every producer of events (HTTP CloudEvents and OTLP through the spool, the poller, the
+demo) ends here with ``write_tables``. For one batch:
 
-Keys are checked per table, not per event: when an insert fails part-way, the retry
-writes exactly the tables that are still missing the event. The check asks ``event_keys``
-(migration 0015), whose primary key answers it; a batch retried after an unknown outcome
-(``certain=False``) also asks the table itself (exporters/arrow_io.py says why).
+1. within each keyed table, later repeats of an (account_id, source, event_id) are dropped;
+2. the batch claims its keys in ``event_claims`` and keeps only the keys it won
+   (exporters/claims.py): an event another batch claimed first, from this process or any
+   other writer on the same ClickHouse, is a duplicate;
+3. each table's rows go in as one Arrow insert named by the batch's token
+   (``insert_deduplication_token``), with ``deduplicate_blocks_in_dependent_materialized_views``:
+   when the same batch is written again (a replay after kill -9, a retry after an error),
+   the engine drops the blocks that are stored already, in the table and in each view,
+   and writes the ones that are missing, so rollups such as ``usage_daily`` are completed
+   rather than skipped or doubled.
 
-Two inputs: ``write`` takes (table, row dict) pairs, as the poller and the demo make them;
-``write_tables`` takes one Arrow table per target table, as the ingest path and its spool
-make them, and inserts each in one piece.
+The token is the caller's name for the batch (the spool names each drain batch durably);
+without one it is a hash of the batch's contents, so a retry of the same batch is
+recognised as such.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
-import numpy as np
 import pyarrow as pa
 
-from exporters.arrow_io import insert_table, stored_keys
+from exporters.claims import claim, first_of_each_key
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
-from meterhouse.processing.rows import Row
+from meterhouse.store.arrow_types import arrow_schema_for
 from meterhouse.store.base import Store
 
 log = get_logger(__name__)
@@ -48,6 +50,24 @@ TABLE_ORDER: Final = (
     "job_logs",
     "usage_events",
 )
+# Settings of every insert: no merging inside the inserted block (readers aggregate
+# anyway), block deduplication by the batch's token, in the views too.
+INSERT_SETTINGS: Final[Mapping[str, Any]] = {
+    "optimize_on_insert": 0,
+    "insert_deduplicate": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+# On a cluster, claims must be visible to every writer when the insert returns: written
+# through the Distributed table synchronously, to a quorum of replicas, one at a time (so
+# block numbers follow commit order), and read with sequential consistency.
+CLUSTER_CLAIM_SETTINGS: Final[Mapping[str, Any]] = {
+    "distributed_foreground_insert": 1,
+    "insert_quorum": "auto",
+    "insert_quorum_parallel": 0,
+    "select_sequential_consistency": 1,
+}
+
+Row = Mapping[str, Any]
 
 
 @dataclass
@@ -57,108 +77,89 @@ class WriteResult:
     duplicates: int = 0
     duplicates_by_table: dict[str, int] = field(default_factory=dict)
     error: str = ""
+    code: int = 0  # ClickHouse's error code when the store refused the batch
     seconds: float = 0.0
 
 
-def _columns(rows: list[Row]) -> dict[str, list[Any]]:
-    names = list(rows[0])
-    return {name: [row[name] for row in rows] for name in names}
+def content_token(tables: Mapping[str, pa.Table]) -> str:
+    """A batch's name from its contents: the same rows give the same token."""
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        digest.update(name.encode())
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, tables[name].schema) as stream:
+            stream.write_table(tables[name])
+        digest.update(sink.getvalue())
+    return "content:" + digest.hexdigest()
 
 
 class ClickHouseWriter:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, cluster: bool = False) -> None:
         self.store = store
-        self._lock = threading.Lock()
+        self.claim_settings = {**INSERT_SETTINGS, **(CLUSTER_CLAIM_SETTINGS if cluster else {})}
+        self._lock = threading.Lock()  # one batch at a time from the threads of a process
+        self._schemas: dict[str, pa.Schema] = {}
 
-    def _stored_keys(self, table: str, rows: list[Row]) -> set[tuple[str, str]]:
-        keys = pa.table(
-            {
-                "source": [str(row["source"]) for row in rows],
-                "event_id": [str(row["event_id"]) for row in rows],
-            }
-        )
-        return stored_keys(self.store, table, keys, authoritative=False)
+    def write_tables(
+        self,
+        tables: Mapping[str, pa.Table],
+        *,
+        token: str | None = None,
+        since: datetime | None = None,
+    ) -> WriteResult:
+        """Store one batch, each event once; never raises: failures are in the result.
 
-    def _unique(self, table: str, rows: list[Row]) -> list[Row]:
-        stored = self._stored_keys(table, rows)
-        kept: list[Row] = []
-        for row in rows:
-            key = (row["source"], row["event_id"])
-            if key in stored:
-                continue
-            stored.add(key)
-            kept.append(row)
-        return kept
-
-    def write(self, table_rows: Iterable[tuple[str, Row]]) -> WriteResult:
-        """Insert everything; never raises: a failed insert is reported in the result."""
-        with self._lock:
-            return self._write(table_rows)
-
-    def _write(self, table_rows: Iterable[tuple[str, Row]]) -> WriteResult:
-        started = time.perf_counter()
-        by_table: dict[str, list[Row]] = defaultdict(list)
-        for table, row in table_rows:
-            by_table[table].append(row)
-        result = WriteResult(ok=True)
-        order = [t for t in TABLE_ORDER if t in by_table] + sorted(
-            t for t in by_table if t not in TABLE_ORDER
-        )
-        try:
-            for table in order:
-                rows = by_table[table]
-                if table in KEYED_TABLES:
-                    unique = self._unique(table, rows)
-                    if len(unique) < len(rows):
-                        result.duplicates += len(rows) - len(unique)
-                        result.duplicates_by_table[table] = len(rows) - len(unique)
-                    rows = unique
-                if rows:
-                    result.written[table] = self.store.insert(table, _columns(rows))
-        except StoreError as exc:
-            log.warning("insert failed", error=str(exc), code=exc.code)
-            result.ok = False
-            result.error = str(exc)
-        except (ValueError, TypeError, OverflowError) as exc:
-            # A value the column cannot hold (pyarrow's conversion errors subclass these).
-            log.error("insert refused a value", error=str(exc), error_type=type(exc).__name__)
-            result.ok = False
-            result.error = f"{type(exc).__name__}: {exc}"
-        result.seconds = time.perf_counter() - started
-        return result
-
-    def write_tables(self, tables: Mapping[str, pa.Table], *, certain: bool = True) -> WriteResult:
-        """Insert one Arrow table per target table, duplicates dropped; never raises.
-
-        ``certain=False`` for a batch whose earlier attempt may have written part of it
-        (a replay after a crash, a retry after an error): its keys are then also checked
-        against the tables themselves.
+        ``token`` names the batch durably (the same batch written again must carry the same
+        token); ``since`` is when its first rows were accepted (where a replay looks for
+        its claims).
         """
         with self._lock:
-            return self._write_tables(tables, certain=certain)
+            return self._write_tables(tables, token=token, since=since)
 
-    def _write_tables(self, tables: Mapping[str, pa.Table], *, certain: bool) -> WriteResult:
+    def _write_tables(
+        self, tables: Mapping[str, pa.Table], *, token: str | None, since: datetime | None
+    ) -> WriteResult:
         started = time.perf_counter()
         result = WriteResult(ok=True)
         order = [t for t in TABLE_ORDER if t in tables] + sorted(
             t for t in tables if t not in TABLE_ORDER
         )
+        token = token or content_token(tables)
         try:
+            unique = {t: first_of_each_key(tables[t]) for t in order if t in KEYED_TABLES}
+            claimed = claim(
+                self.store,
+                unique,
+                token,
+                since=since or datetime.now(UTC),
+                settings=self.claim_settings,
+            )
             for table in order:
-                rows = tables[table]
-                if table in KEYED_TABLES:
-                    unique = self._unique_table(table, rows, certain=certain)
-                    if unique.num_rows < rows.num_rows:
-                        dropped = rows.num_rows - unique.num_rows
-                        result.duplicates += dropped
-                        result.duplicates_by_table[table] = dropped
-                    rows = unique
+                rows = claimed.rows.get(table, tables[table])
+                # Dropped: claimed first by another batch. Replayed: claimed by an earlier
+                # write of this batch, so stored then (the insert below completes what
+                # that write left undone, and the engine drops the rest).
+                replayed = claimed.replayed.get(table, 0)
+                dropped = tables[table].num_rows - rows.num_rows + replayed
+                if dropped:
+                    result.duplicates += dropped
+                    result.duplicates_by_table[table] = dropped
                 if rows.num_rows:
-                    result.written[table] = insert_table(self.store, table, rows)
+                    inserted = self.store.insert_arrow(
+                        table,
+                        rows,
+                        settings={
+                            **INSERT_SETTINGS,
+                            "insert_deduplication_token": f"{token}:{table}",
+                        },
+                    )
+                    if inserted > replayed:
+                        result.written[table] = inserted - replayed
         except StoreError as exc:
             log.warning("insert failed", error=str(exc), code=exc.code)
             result.ok = False
             result.error = str(exc)
+            result.code = exc.code or 0
         except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
             log.error("insert refused a value", error=str(exc), error_type=type(exc).__name__)
             result.ok = False
@@ -166,29 +167,30 @@ class ClickHouseWriter:
         result.seconds = time.perf_counter() - started
         return result
 
-    def _unique_table(self, table: str, rows: pa.Table, *, certain: bool) -> pa.Table:
-        """The first row of each (source, event_id) that is not stored yet."""
-        rows = first_of_each_key(rows)
-        stored = stored_keys(self.store, table, rows, authoritative=not certain)
-        if not stored:
-            return rows
-        keys = zip(
-            rows.column("source").to_pylist(), rows.column("event_id").to_pylist(), strict=True
+    def write(self, table_rows: Iterable[tuple[str, Row]]) -> WriteResult:
+        """(table, row dict) pairs, laid out as Arrow by the tables' own column types and
+        written by ``write_tables``: the same claims, tokens and order."""
+        by_table: dict[str, list[Row]] = {}
+        for table, row in table_rows:
+            by_table.setdefault(table, []).append(row)
+        try:
+            tables = {name: self._arrow(name, rows) for name, rows in by_table.items()}
+        except (StoreError, ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
+            return WriteResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        return self.write_tables(tables)
+
+    def _arrow(self, table: str, rows: list[Row]) -> pa.Table:
+        if table not in self._schemas:
+            described = self.store.query(f"DESCRIBE TABLE {table}")
+            self._schemas[table] = arrow_schema_for(
+                [
+                    (str(row["name"]), str(row["type"]))
+                    for row in described.dicts()
+                    if row["default_type"] not in ("MATERIALIZED", "ALIAS")
+                ]
+            )
+        schema = self._schemas[table]
+        names = list(rows[0])
+        return pa.table(
+            {name: pa.array([row[name] for row in rows], schema.field(name).type) for name in names}
         )
-        keep = pa.array([key not in stored for key in keys], pa.bool_())
-        return rows.filter(keep)
-
-
-def first_of_each_key(rows: pa.Table) -> pa.Table:
-    """``rows`` without later repeats of a (source, event_id), order kept."""
-    if rows.num_rows < 2:
-        return rows
-    numbered = rows.select(["source", "event_id"]).append_column(
-        "__row", pa.array(range(rows.num_rows), pa.int64())
-    )
-    firsts = numbered.group_by(["source", "event_id"], use_threads=False).aggregate(
-        [("__row", "min")]
-    )
-    if firsts.num_rows == rows.num_rows:
-        return rows
-    return rows.take(np.sort(firsts.column("__row_min").to_numpy()))

@@ -5,11 +5,12 @@ priced rows are in the segment log and fsynced (group commit). A drainer thread 
 log in order, coalesces many requests into large inserts (one per table), and after each
 successful insert records a checkpoint (fsynced) and deletes the segments it has passed.
 
-Exactly once: the writer drops rows whose (source, event_id) is stored already. A crash
-between an insert and its checkpoint replays that batch at the next start; the replay
-finds its keys stored and inserts nothing. Batches that may have been written before
-(everything past the checkpoint at start, and a batch retried after an error) are checked
-against the event tables themselves too, not only ``event_keys`` (exporters/arrow_io.py).
+Exactly once: each drain batch has a name (its token: the spool's id and the batch's
+bounds in the log) that is written to the ``inflight`` file, fsynced, before its first
+insert. A crash between an insert and its checkpoint replays that very batch at the next
+start, the same records under the same token, so the writer's claims and ClickHouse's
+block deduplication drop what was stored and write what was missing, in every table and
+view (exporters/clickhouse_writer.py).
 
 When ClickHouse fails, the drainer retries the same batch with backoff, and requests keep
 being accepted until the spool holds ``max_bytes``; then appends raise SpoolFullError
@@ -18,11 +19,15 @@ being accepted until the spool holds ``max_bytes``; then appends raise SpoolFull
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -42,6 +47,8 @@ READ_BYTES: Final = 256 * 1024 * 1024  # most bytes of records read for one drai
 PACE_MAX_SECONDS: Final = 2.0  # longest a request waits so (then it is spooled anyway)
 BACKOFF_FIRST: Final = 0.2
 BACKOFF_MAX: Final = 10.0
+SPOOL_ID_FILE: Final = "spool-id"
+INFLIGHT_FILE: Final = "inflight"
 
 
 class _Refused:
@@ -77,6 +84,15 @@ class Faults:
         )
 
 
+@dataclass(frozen=True)
+class _Inflight:
+    """The drain batch being written: where it ends in the log, and its name."""
+
+    end: Position
+    token: str
+    oldest_ms: int
+
+
 @dataclass
 class _Batch:
     start: Position
@@ -96,6 +112,12 @@ class _Batch:
         self.events += batch.events
         self.records += 1
         self.end = end
+
+    def token(self, spool_id: str) -> str:
+        return (
+            f"{spool_id}:{self.start.segment}.{self.start.offset}"
+            f"-{self.end.segment}.{self.end.offset}"
+        )
 
     def tables(self) -> dict[str, pa.Table]:
         return {
@@ -134,6 +156,9 @@ class Spool:
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._drained = threading.Condition()
+        self.spool_id = _spool_id(directory)
+        self._inflight_path = directory / INFLIGHT_FILE
+        self._attempt: _Inflight | None = None  # the batch the last write attempt was for
         self.metrics = SpoolMetrics(
             registry,
             pending_bytes=lambda: float(self.log.pending_bytes()),
@@ -225,7 +250,7 @@ class Spool:
 
     def _run(self) -> None:
         position = self.log.checkpoint
-        replay_end = self.log.opened_end
+        replay = self._read_inflight(position)
         failures = 0
         while True:
             if self._stop.is_set() and (
@@ -236,13 +261,16 @@ class Spool:
                 self._stop.wait(0.1)
                 continue
             try:
-                drained = self._drain_once(position, certain=failures == 0, replay_end=replay_end)
+                drained = self._drain_once(position, replay)
             except Exception:  # a bug must not stop the drain for good: log, back off, retry
                 log.exception("spool drain crashed; retrying")
                 drained = REFUSED
             if drained is None:
                 continue
             if drained is REFUSED:
+                # Retry exactly the batch that failed, under its token: its first attempt
+                # may have stored part of it, and only the same token completes it.
+                replay = self._attempt or replay
                 self._failing = True
                 failures += 1
                 self.metrics.drain_errors.inc()
@@ -256,21 +284,34 @@ class Spool:
             self._failing = False
             failures = 0
             position = drained
+            replay = None
 
     def _drain_once(
-        self, position: Position, *, certain: bool, replay_end: Position
+        self, position: Position, replay: _Inflight | None
     ) -> Position | _Refused | None:
         """One batch: its end when written and checkpointed, REFUSED when the store
-        refused it, None when there was nothing to drain."""
-        batch = self._collect(position)
+        refused it, None when there was nothing to drain.
+
+        ``replay``: the batch that was being written when the process stopped; it is
+        collected again to exactly its old end and written under its old token. A batch
+        retried after an error is the same kind of replay.
+        """
+        self._attempt = None
+        batch = self._collect(position, stop=replay.end if replay else None)
         if batch is None:
             self.log.wait_durable_beyond(position, 0.1)
             return None
         tables = batch.tables()
         if tables:
-            # A batch that may have been written before (replayed after a restart, or
-            # retried after an error) is checked against the tables themselves too.
-            result = self.writer.write_tables(tables, certain=certain and batch.start >= replay_end)
+            inflight = replay or _Inflight(batch.end, batch.token(self.spool_id), batch.oldest_ms)
+            if replay is None:
+                self._write_inflight(inflight)
+            self._attempt = inflight
+            result = self.writer.write_tables(
+                tables,
+                token=inflight.token,
+                since=datetime.fromtimestamp(inflight.oldest_ms / 1000, UTC),
+            )
             if self.on_written is not None:
                 self.on_written(result)
             if not result.ok:
@@ -287,14 +328,19 @@ class Spool:
             self._drained.notify_all()
         return batch.end
 
-    def _collect(self, position: Position) -> _Batch | None:
-        """Durable records from ``position``, up to ``batch_rows`` rows; a small batch
-        waits up to LINGER_SECONDS for more, so inserts stay large under load."""
+    def _collect(self, position: Position, stop: Position | None = None) -> _Batch | None:
+        """Durable records from ``position``, up to ``batch_rows`` rows (or exactly up to
+        ``stop``, a replayed batch's end); a small batch waits up to LINGER_SECONDS for
+        more, so inserts stay large under load."""
         batch = _Batch(start=position)
         deadline = time.monotonic() + LINGER_SECONDS
         while True:
             for record in self.log.read(batch.end if batch.records else position, READ_BYTES):
                 batch.add(codec.decode(record.payload), record.end)
+                if stop is not None:
+                    if record.end >= stop:
+                        return batch
+                    continue
                 if batch.rows >= self.batch_rows:
                     return batch
             if batch.records == 0:
@@ -305,6 +351,63 @@ class Spool:
             if self.log.durable <= batch.end:
                 return batch
 
+    def _write_inflight(self, inflight: _Inflight) -> None:
+        """Name the batch durably before its first insert (see ``_drain_once``)."""
+        tmp = self._inflight_path.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(
+                {
+                    "end": list(inflight.end),
+                    "token": inflight.token,
+                    "oldest_ms": inflight.oldest_ms,
+                },
+                handle,
+            )
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._inflight_path)
+        _fsync_directory(self._inflight_path.parent)
+
+    def _read_inflight(self, checkpoint: Position) -> _Inflight | None:
+        """The batch that was being written when the process stopped, if its end lies past
+        the checkpoint (else it was written and checkpointed)."""
+        try:
+            saved = json.loads(self._inflight_path.read_text())
+            inflight = _Inflight(
+                Position(*saved["end"]), str(saved["token"]), int(saved["oldest_ms"])
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SpoolError(f"cannot read {self._inflight_path}: {exc}") from exc
+        return inflight if inflight.end > checkpoint else None
+
     def _peek_created(self, position: Position) -> int | None:
         head = self.log.peek(position, codec.CREATED.size)
         return codec.created_ms(head) if head is not None else None
+
+
+def _spool_id(directory: Path) -> str:
+    """This spool's name, made once: drain batch tokens of two spools never collide."""
+    path = directory / SPOOL_ID_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    spool_id = uuid.uuid4().hex
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as handle:
+        handle.write(spool_id)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_directory(directory)
+    return spool_id
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

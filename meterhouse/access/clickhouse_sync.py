@@ -31,7 +31,6 @@ from meterhouse.errors import StoreError
 from meterhouse.keys import hash_secret
 from meterhouse.logs import get_logger
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.tenants import audit
 
 log = get_logger(__name__)
@@ -163,7 +162,7 @@ def plan_sync(
 
 
 def _embedded(store: Store) -> bool:
-    return isinstance(store, ChdbStore)
+    return not store.capabilities.access_management
 
 
 def sync_clickhouse(

@@ -17,7 +17,7 @@ from meterhouse.logs import get_logger
 from meterhouse.service.app import ServiceContext, create_app
 from meterhouse.settings import Settings
 from meterhouse.store import Store, open_store
-from meterhouse.store.chdb_backend import OWNER_FILE, ChdbStore
+from meterhouse.store.base import OWNER_FILE
 from meterhouse.store.migrations import Topology, migrate
 
 log = get_logger(__name__)
@@ -29,10 +29,11 @@ ServiceHook = Callable[[ServiceContext], None]
 @contextmanager
 def owner_file(store: Store, service_url: str, admin_token: str) -> Iterator[None]:
     """Tell other local processes who owns the embedded store and how to reach it."""
-    if not isinstance(store, ChdbStore):
+    data_dir = store.capabilities.data_dir
+    if data_dir is None:
         yield
         return
-    path: Path = store.path / OWNER_FILE
+    path: Path = data_dir / OWNER_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(

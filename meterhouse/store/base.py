@@ -15,11 +15,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.binding import format_bind_value
 
+if TYPE_CHECKING:  # pyarrow is imported by the backends, only when a store is opened
+    import pyarrow as pa
+
 Columns = Mapping[str, Sequence[Any]]
+
+# In an embedded store's data directory: which process owns it and the URL to ask instead.
+OWNER_FILE = "meterhouse-owner.json"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -49,11 +56,33 @@ class QueryResult:
         return self.rows[0][0] if self.rows else None
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, so callers never test a backend's type.
+
+    ``data_dir``: the directory of an engine embedded in this process (its owner file and
+    the default spool live there), None for a remote server. ``writes``: inserts and DDL
+    are allowed. ``access_management``: CREATE USER / ROLE / ROW POLICY run for real (a
+    server); the embedded engine only parses them.
+    """
+
+    data_dir: Path | None = None
+    writes: bool = True
+    access_management: bool = True
+
+
 class Store(abc.ABC):
-    """One ClickHouse database, embedded or on a server."""
+    """One ClickHouse database, embedded or on a server.
+
+    Rows go in and out two ways: Python values (``query``, ``insert``: the CLI, small
+    tables) and Arrow tables (``query_arrow``, ``insert_arrow``: ingest and every large
+    batch, with no Python object per value). Every backend implements both; the contract
+    suite (tests/store/) runs the same cases against each.
+    """
 
     url: str
     database: str
+    capabilities: Capabilities = Capabilities()
 
     @abc.abstractmethod
     def query(
@@ -84,6 +113,29 @@ class Store(abc.ABC):
         settings: Mapping[str, Any] | None = None,
     ) -> int:
         """Insert rows given column-wise (name -> values, all of one length); return the count."""
+
+    @abc.abstractmethod
+    def insert_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Insert an Arrow table whose column names are the table's; return the row count.
+
+        ``settings`` apply to this insert only (for example ``insert_deduplication_token``).
+        """
+
+    @abc.abstractmethod
+    def query_arrow(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        """Run a query and return its rows as one Arrow table (strings as ``string``)."""
 
     @abc.abstractmethod
     def close(self) -> None:

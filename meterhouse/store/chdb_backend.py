@@ -24,6 +24,8 @@ import pyarrow as pa
 from meterhouse.errors import StoreError, StoreLockedError
 from meterhouse.store.arrow_types import arrow_schema_for
 from meterhouse.store.base import (
+    OWNER_FILE,
+    Capabilities,
     Columns,
     QueryResult,
     Store,
@@ -32,22 +34,7 @@ from meterhouse.store.base import (
     param_text,
 )
 from meterhouse.store.native import decode_native
-
-OWNER_FILE = "meterhouse-owner.json"
-_CODE = re.compile(r"Code: (\d+)\. DB::Exception: (.*)", re.S)
-_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
-
-
-def parse_engine_error(text: str, sql: str = "") -> StoreError:
-    """Turn ClickHouse's 'Code: N. DB::Exception: ... (NAME)' text into a StoreError."""
-    found = _CODE.search(text)
-    if not found:
-        return StoreError(text.strip() or "ClickHouse failed without a message", sql=sql)
-    code, message = int(found.group(1)), found.group(2).strip()
-    names = _NAME.findall(message)
-    name = names[-1] if names else ""
-    message = re.sub(r"\s*\(version [^)]*\)\s*$", "", message)
-    return StoreError(f"ClickHouse error {code} ({name}): {message}", code=code, name=name, sql=sql)
+from meterhouse.store.wire import ARROW_OUTPUT, parse_engine_error, read_arrow_stream
 
 
 def chdb_path(url: str) -> Path:
@@ -82,6 +69,7 @@ class ChdbStore(Store):
         self.database = check_identifier(database)
         self.path = chdb_path(url)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.capabilities = Capabilities(data_dir=self.path, access_management=False)
         # chdb's session is not safe for concurrent calls from several threads.
         self._lock = threading.Lock()
         with _captured_stderr() as engine_said:
@@ -200,13 +188,35 @@ class ChdbStore(Store):
             )
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
             raise StoreError(f"rows for table {table} do not fit its column types: {exc}") from exc
-        names = ", ".join(f"`{name}`" for name in columns)
+        return self.insert_arrow(table, batch, settings=settings)
+
+    def insert_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        if data.num_rows == 0:
+            return 0
+        names = ", ".join(f"`{check_identifier(name)}`" for name in data.column_names)
+        # The engine reads the Arrow buffers themselves: no Python object per value.
         self._run(
             f"INSERT INTO {check_identifier(table)} ({names}) SELECT * FROM Python(__mh_batch)",
             settings=settings,
-            __mh_batch=batch,
+            __mh_batch=data,
         )
-        return count
+        return int(data.num_rows)
+
+    def query_arrow(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        raw = self._run(sql, "ArrowStream", params, {**ARROW_OUTPUT, **(settings or {})})
+        return read_arrow_stream(raw)
 
     def close(self) -> None:
         with self._lock:

@@ -29,6 +29,7 @@ _CREATE = re.compile(
 )
 _COLUMN_CHANGE = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.I)
 _ALTER = re.compile(r"^(ALTER\s+TABLE\s+)(\w+)", re.I)
+_DROP = re.compile(r"^(DROP\s+(?:TABLE|VIEW)\s+IF\s+EXISTS\s+)(\w+)\s*$", re.I)
 _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b", re.I)
 
 
@@ -107,6 +108,16 @@ def render(statements: list[str], topology: Topology, local_tables: set[str]) ->
     on_cluster = f" ON CLUSTER '{topology.cluster}'"
     rendered: list[str] = []
     for statement in statements:
+        dropped = _DROP.match(statement)
+        if dropped:
+            name = dropped.group(2)
+            if topology.sharded and name in local_tables:
+                # The Distributed table first, then the shards' tables behind it.
+                rendered.append(f"{dropped.group(1)}{name}{on_cluster} SYNC")
+                rendered.append(f"{dropped.group(1)}{name}_local{on_cluster} SYNC")
+            else:
+                rendered.append(f"{dropped.group(1)}{name}{on_cluster} SYNC")
+            continue
         altered = _ALTER.match(statement)
         if altered:
             name = altered.group(2)

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 from clickhouse_connect.driver.exceptions import Error as DriverError
 
@@ -20,7 +21,7 @@ from meterhouse.store.base import (
     column_lengths,
     normalize_param,
 )
-from meterhouse.store.chdb_backend import parse_engine_error
+from meterhouse.store.wire import ARROW_OUTPUT, parse_engine_error
 
 # clickhouse-connect checks insert columns against DESCRIBE TABLE before sending anything.
 _UNKNOWN_COLUMN = re.compile(r"Unrecognized column (.+) in table")
@@ -126,6 +127,39 @@ class ServerStore(Store):
         except (TypeError, ValueError, AttributeError) as exc:
             raise StoreError(f"rows for table {table} do not fit its column types: {exc}") from exc
         return count
+
+    def insert_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        if data.num_rows == 0:
+            return 0
+        check_identifier(table)
+        try:
+            self._client.insert_arrow(table, data, settings=dict(settings or {}))
+        except DriverError as exc:
+            raise _translate(exc, f"INSERT INTO {table} FORMAT Arrow") from exc
+        return int(data.num_rows)
+
+    def query_arrow(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> pa.Table:
+        try:
+            return self._client.query_arrow(
+                sql,
+                parameters=_params(params),
+                settings={**ARROW_OUTPUT, **(settings or {})},
+                use_strings=True,
+            )
+        except DriverError as exc:
+            raise _translate(exc, sql) from exc
 
     def close(self) -> None:
         self._client.close()

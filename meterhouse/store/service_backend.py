@@ -21,7 +21,14 @@ from clickhouse_connect.driver.binding import format_query_value
 
 from meterhouse.errors import StoreError, StoreUnavailableError
 from meterhouse.jsonable import result_from_json
-from meterhouse.store.base import Columns, QueryResult, Store, check_identifier, normalize_param
+from meterhouse.store.base import (
+    Capabilities,
+    Columns,
+    QueryResult,
+    Store,
+    check_identifier,
+    normalize_param,
+)
 
 _PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
 _INTEGER = re.compile(r"^U?Int(8|16|32|64|128|256)$")
@@ -73,6 +80,7 @@ class ServiceStore(Store):
     def __init__(self, url: str, token: str, *, timeout: float = 60) -> None:
         self.url = url.rstrip("/")
         self.database = "(service)"
+        self.capabilities = Capabilities(writes=False, access_management=False)
         self.timeout = timeout
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
@@ -124,6 +132,31 @@ class ServiceStore(Store):
         self, table: str, columns: Columns, *, settings: Mapping[str, Any] | None = None
     ) -> int:
         raise StoreError("the service's SQL endpoint is used read-only here")
+
+    def insert_arrow(
+        self, table: str, data: Any, *, settings: Mapping[str, Any] | None = None
+    ) -> int:
+        raise StoreError("the service's SQL endpoint is used read-only here")
+
+    def query_arrow(
+        self,
+        sql: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The rows of ``query`` as Arrow, typed from the column types the service sent."""
+        import pyarrow as pa
+
+        from meterhouse.store.arrow_types import arrow_type
+
+        result = self.query(sql, params, settings=settings)
+        return pa.table(
+            {
+                name: pa.array(result.column(name), type=arrow_type(kind))
+                for name, kind in zip(result.column_names, result.column_types, strict=True)
+            }
+        )
 
     def close(self) -> None:
         self._session.close()

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from tests.support.stores import migrated_store  # noqa: F401
+from tests.support.stores import migrated_any_store, migrated_store  # noqa: F401

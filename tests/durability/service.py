@@ -175,6 +175,11 @@ class Service:
         found = re.search(rf"^{name} (\S+)$", text, re.M)
         return float(found.group(1)) if found else float("nan")
 
+    def metric_sum(self, name: str) -> float:
+        """The sum of every series of a metric (all label values)."""
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
     def wait_drained(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while self.metric("meterhouse_spool_bytes") != 0:
@@ -196,6 +201,20 @@ def expected_rows(acked: set[str]) -> dict[str, set[str]]:
         "usage_events": set(acked),
         "job_run_events": runs | {f"{e}#started" for e in runs},
     }
+
+
+def killed_inside_a_batch(spool: Path) -> bool:
+    """The kill hit a drain batch between its first insert and its checkpoint: the spool's
+    ``inflight`` batch ends past its ``checkpoint``."""
+    try:
+        inflight = json.loads((spool / "inflight").read_text())
+    except FileNotFoundError:
+        return False
+    try:
+        checkpoint = json.loads((spool / "checkpoint").read_text())
+    except FileNotFoundError:  # no batch was checkpointed yet
+        checkpoint = {"segment": 0, "offset": 0}
+    return tuple(inflight["end"]) > (checkpoint["segment"], checkpoint["offset"])
 
 
 def write_json(path: Path, value: Any) -> None:

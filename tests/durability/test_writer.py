@@ -1,5 +1,6 @@
-"""The Arrow writer: duplicates dropped within a batch, against event_keys, and, for a
-batch of uncertain outcome, against the table itself."""
+"""The batch writer on every backend: each event once per (account, source, id), claims
+that every writer agrees on, and batches that are completed, never doubled, when written
+again under their token."""
 
 from __future__ import annotations
 
@@ -16,64 +17,104 @@ from meterhouse.processing.rater import default_rater
 from meterhouse.store.base import Store
 
 
-def calls(*ids: str) -> list[r.Event]:
+def calls(*ids: str, account: str = "acme", source: str = "writer.test") -> list[r.Event]:
     return [
         r.Event(
             id=event_id,
-            source="writer.test",
+            source=source,
             type=r.MODEL_CALL,
             time=datetime(2026, 11, 2, tzinfo=UTC),
             data=r.ModelCallData(model="gpt-4o", input_tokens=10, output_tokens=2),
-            account_id="acme",
+            account_id=account,
         )
         for event_id in ids
     ]
 
 
-def tables(store: Store, *ids: str) -> dict[str, pa.Table]:
+def tables(store: Store, *ids: str, account: str = "acme") -> dict[str, pa.Table]:
     builder = ColumnBuilder(AccountDirectory(store), fast_rater(default_rater(store)))
-    return dict(builder.build(calls(*ids)).tables)
+    return dict(builder.build(calls(*ids, account=account)).tables)
 
 
-def stored(store: Store) -> dict[str, int]:
-    rows = store.query("SELECT event_id, count() FROM usage_events GROUP BY event_id").rows
-    return {str(e): int(n) for e, n in rows}
+def stored(store: Store, table: str = "usage_events") -> dict[tuple[str, str], int]:
+    rows = store.query(f"SELECT account_id, event_id, count() FROM {table} GROUP BY 1, 2").rows
+    return {(str(a), str(e)): int(n) for a, e, n in rows}
 
 
-def test_repeats_in_a_batch_and_across_batches_are_dropped(migrated_store: Store) -> None:
-    writer = ClickHouseWriter(migrated_store)
-    first = writer.write_tables(tables(migrated_store, "a", "b", "a", "c"))
+def daily_events(store: Store) -> int:
+    """Events in usage_daily, asserting it equals a recount from usage_events (lines and
+    credits): the rollup is exact, not only the table."""
+    daily = store.query("SELECT sum(events), sum(credits) FROM usage_daily").rows[0]
+    raw = store.query(
+        "SELECT sum(length(lines.usage_type)), sum(arraySum(lines.credits)), "
+        "uniqExact(account_id, source, event_id) FROM usage_events"
+    ).rows[0]
+    assert (daily[0] or 0, daily[1] or 0) == (raw[0] or 0, raw[1] or 0)
+    return int(raw[2])
+
+
+def test_repeats_in_a_batch_and_across_batches_are_dropped(migrated_any_store: Store) -> None:
+    store = migrated_any_store
+    writer = ClickHouseWriter(store)
+    first = writer.write_tables(tables(store, "a", "b", "a", "c"), token="t1")
     assert first.ok and first.written == {"usage_events": 3}
     assert first.duplicates_by_table == {"usage_events": 1}
-    again = writer.write_tables(tables(migrated_store, "c", "d"))
-    assert again.written == {"usage_events": 1}
-    assert stored(migrated_store) == {"a": 1, "b": 1, "c": 1, "d": 1}
-    keys = migrated_store.query("SELECT count() FROM event_keys FINAL").scalar()
-    assert keys == 4
+    again = writer.write_tables(tables(store, "c", "d"), token="t2")
+    assert again.ok and again.written == {"usage_events": 1}
+    assert stored(store) == {("acme", k): 1 for k in "abcd"}
+    assert daily_events(store) == 4
 
 
-def test_an_uncertain_batch_is_checked_against_the_table_and_repairs_keys(
-    migrated_store: Store,
+def test_accounts_sharing_a_source_keep_their_own_events(migrated_any_store: Store) -> None:
+    store = migrated_any_store
+    writer = ClickHouseWriter(store)
+    assert writer.write_tables(tables(store, "e1", "e2", account="acme")).ok
+    other = writer.write_tables(tables(store, "e1", "e2", account="globex"))
+    assert other.ok and other.written == {"usage_events": 2} and other.duplicates == 0
+    assert stored(store) == {(a, e): 1 for a in ("acme", "globex") for e in ("e1", "e2")}
+
+
+def test_a_batch_written_again_under_its_token_completes_the_rollup(
+    migrated_any_store: Store,
 ) -> None:
-    """A crash between the parts of one INSERT can leave rows without their keys."""
-    writer = ClickHouseWriter(migrated_store)
-    assert writer.write_tables(tables(migrated_store, "x", "y")).ok
-    migrated_store.command("DELETE FROM event_keys WHERE event_id = 'x'")
-    # event_keys alone would let "x" in twice; the uncertain path asks usage_events too.
-    retry = writer.write_tables(tables(migrated_store, "x", "y", "z"), certain=False)
-    assert retry.ok and retry.written == {"usage_events": 1}
-    assert stored(migrated_store) == {"x": 1, "y": 1, "z": 1}
-    restored = migrated_store.query(
-        "SELECT count() FROM event_keys WHERE event_id = 'x' AND table_name = 'usage_events'"
-    ).scalar()
-    assert restored == 1
+    """kill -9 between the event table's part and the view's part: the replay (same token)
+    writes the missing rollup rows and nothing twice."""
+    store = migrated_any_store
+    writer = ClickHouseWriter(store)
+    batch = tables(store, "k1", "k2", "k3")
+    assert writer.write_tables(batch, token="spool:1.0-1.99").ok
+    store.command("TRUNCATE TABLE usage_daily")  # the view's part never made it
+    replay = writer.write_tables(batch, token="spool:1.0-1.99")
+    assert replay.ok
+    assert stored(store) == {("acme", k): 1 for k in ("k1", "k2", "k3")}
+    assert daily_events(store) == 3
+    assert writer.write_tables(batch, token="spool:1.0-1.99").ok  # and once more: no change
+    assert daily_events(store) == 3
 
 
-def test_the_row_writer_uses_the_same_keys(migrated_store: Store) -> None:
-    writer = ClickHouseWriter(migrated_store)
-    assert writer.write_tables(tables(migrated_store, "p")).ok
-    row = migrated_store.query("SELECT * FROM usage_events WHERE event_id = 'p'")
+def test_a_batch_that_lost_its_claims_race_writes_nothing(migrated_any_store: Store) -> None:
+    """Two writers (two replicas) with the same events: the first claim wins everywhere."""
+    store = migrated_any_store
+    one, two = ClickHouseWriter(store), ClickHouseWriter(store)
+    assert one.write_tables(tables(store, "r1", "r2"), token="replica-1:a").ok
+    late = two.write_tables(tables(store, "r2", "r3"), token="replica-2:a")
+    assert late.ok and late.written == {"usage_events": 1} and late.duplicates == 1
+    # The first writer's replay still owns its keys: it writes nothing new, drops nothing.
+    assert one.write_tables(tables(store, "r1", "r2"), token="replica-1:a").ok
+    assert stored(store) == {("acme", k): 1 for k in ("r1", "r2", "r3")}
+    assert daily_events(store) == 3
+
+
+def test_the_row_writer_goes_through_the_same_claims(migrated_any_store: Store) -> None:
+    store = migrated_any_store
+    writer = ClickHouseWriter(store)
+    assert writer.write_tables(tables(store, "p")).ok
+    row = store.query("SELECT * FROM usage_events WHERE event_id = 'p'")
     legacy = [("usage_events", dict(zip(row.column_names, row.rows[0], strict=True)))]
     legacy[0][1].pop("ingested_at")
+    legacy[0][1]["attributes"] = '{"re-sent": true}'  # another delivery of the same event
     result = writer.write(legacy)
     assert result.ok and result.duplicates == 1 and not result.written
+    # The very same batch written again is a retry: the engine drops its blocks.
+    assert writer.write(legacy).ok
+    assert stored(store) == {("acme", "p"): 1}

@@ -123,7 +123,12 @@ def test_openmeter_sdk_ingests_unchanged_and_duplicates_count_once(live: Live) -
         )
         client.events.ingest_events_json([_sdk_event(f"{run}-4", "acme", 400)])
         # A retry of everything, with other quantities: nothing more is counted.
-        client.events.ingest_events([_sdk_event(f"{run}-{i}", "acme", 9999) for i in range(1, 5)])
+        owners = {1: "acme", 2: "acme", 3: "globex", 4: "acme"}
+        client.events.ingest_events(
+            [_sdk_event(f"{run}-{i}", owner, 9999) for i, owner in owners.items()]
+        )
+        # The same id from another account is that account's own event, never dropped.
+        client.events.ingest_events([_sdk_event(f"{run}-3", "acme", 50)])
         with pytest.raises(HttpResponseError) as refused:
             client.events.ingest_events([_sdk_event(f"{run}-5", "acme", -1)])
         assert refused.value.status_code == 400
@@ -132,11 +137,11 @@ def test_openmeter_sdk_ingests_unchanged_and_duplicates_count_once(live: Live) -
         f"FROM usage_events WHERE startsWith(event_id, '{run}') GROUP BY account_id "
         "ORDER BY account_id"
     )
-    assert rows == [["acme", 3, 700], ["globex", 1, 300]]
+    assert rows == [["acme", 4, 750], ["globex", 1, 300]]
     daily = live.sql(
         "SELECT sum(events) FROM usage_daily WHERE usage_type = 'output' AND item = 'gpt-4o-mini'"
     )
-    assert daily == [[4]]
+    assert daily == [[5]]
 
 
 def test_keys_revoked_by_the_cli_stop_working_at_once(live: Live) -> None:

@@ -16,3 +16,12 @@ def migrated_store(make_store: Callable[..., Store]) -> Store:
     store = make_store("chdb")
     migrate(store)
     return store
+
+
+@pytest.fixture(params=("chdb", "server"))
+def migrated_any_store(request: pytest.FixtureRequest, make_store: Callable[..., Store]) -> Store:
+    """A migrated store on this test's own database, once per backend (the server backend
+    through clickhouse-connect against the HTTP shim)."""
+    store = make_store(request.param)
+    migrate(store)
+    return store
