@@ -373,7 +373,7 @@ class ColumnBuilder:
         u = usage.columns
         data = event.data
         u["source"].append(event.source)
-        u["event_id"].append(event.id)
+        u["event_id"].append(r.charge_id(event))
         u["event_type"].append(event.type)
         u["kind"].append(rating.kind)
         u["event_time"].append(us)

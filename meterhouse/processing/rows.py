@@ -32,7 +32,7 @@ def usage_row(event: r.Event, rating: r.Rating, local_date: date) -> Row:
     lines = rating.lines
     return {
         "source": event.source,
-        "event_id": event.id,
+        "event_id": r.charge_id(event),
         "event_type": event.type,
         "kind": rating.kind,
         "event_time": event.time,
