@@ -1,14 +1,15 @@
-"""rate -> rows, column-wise: a request's events become one Arrow table per target table.
+"""rate -> rows, column-wise: events become one Arrow table per target table.
 
-The rows are exactly those of ``meterhouse.processing.rows.event_rows`` (the reference,
-tests/durability/test_columns.py compares them), built without a dict per row: values go
-straight into one list per column, amounts stay integers in units of 1e-12 until Arrow
-packs them as Decimal128, times are epoch microseconds. What comes out is what the spool
-keeps and what the drainer inserts, so a replay inserts the very values that were priced
-when the request was answered and never prices anything again.
+The one row builder of every writer of events (HTTP CloudEvents and OTLP through the
+Ingestor, the poller, the demo, reprice). Values go straight into one list per column
+without a dict per row, amounts stay integers in units of 1e-12 until Arrow packs them as
+Decimal128, times are epoch microseconds. What comes out is what the spool keeps and
+what the writer inserts (``ClickHouseWriter.write_tables``), so a replay inserts the very
+values that were priced when the request was answered and never prices anything again.
 
-The one difference from ``event_rows``: ``attributes`` is the same JSON document written
-compactly by msgspec (keys sorted, UTF-8) instead of ``json.dumps``'s spaced ASCII.
+The simple per-event reference of these rows is tests/support/reference.py
+(tests/durability/test_columns.py compares the two on generated events). ``attributes``
+is the event's data as JSON written compactly by msgspec (keys sorted, UTF-8).
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from meterhouse import records as r
-from meterhouse.processing.pipeline import AccountDirectory, Rater
-from meterhouse.rating.fast import (
-    FastRater,
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.rating.rater import (
     ModelLines,
+    Rater,
     UnitRating,
     batch_lines,
     epoch_microseconds,
-    from_rating,
 )
 
 AMOUNT: Final = pa.decimal128(38, 12)
@@ -244,14 +244,7 @@ class ColumnBuilder:
     def __init__(self, accounts: AccountDirectory, rater: Rater) -> None:
         self.accounts = accounts
         self.rater = rater
-        self.fast = rater if isinstance(rater, FastRater) else None
         self._zones = _Zones()
-
-    def rate(self, event: r.Event, plan: str, us: int) -> UnitRating | None:
-        if self.fast is not None:
-            return self.fast.units(event, plan, us)
-        rating = self.rater(event, plan, event.account_id)
-        return from_rating(rating) if rating is not None else None
 
     def build(self, events: Sequence[r.Event]) -> Built:
         usage = _Table(SCHEMAS["usage_events"])
@@ -262,7 +255,7 @@ class ColumnBuilder:
         unpriced: Counter[tuple[str, str]] = Counter()
         infos: dict[str, tuple[ZoneInfo, str]] = {}
         batched = _Batched()
-        fast = self.fast
+        rater = self.rater
         positions: list[int] = []  # of the usage rows made one by one, in the request
         for position, event in enumerate(events):
             account = event.account_id
@@ -273,13 +266,13 @@ class ColumnBuilder:
             zone, plan = info
             us = epoch_microseconds(event.time)
             data = event.data
-            if fast is not None and type(data) is r.ModelCallData:
-                known = fast.known_lines(data, plan, account)
+            if type(data) is r.ModelCallData:
+                known = rater.known_lines(data, plan, account)
                 if known is not None:  # priced below with numpy, with the other such calls
                     day = self._zones.local_day(zone, us)
                     batched.add(known, event, data, us, day, position)
                     continue
-            rating = self.rate(event, plan, us)
+            rating = rater.units(event, plan, us)
             if rating is not None:
                 if not rating.priced:
                     unpriced[rating.kind, rating.unpriced_reason] += 1
@@ -327,13 +320,12 @@ class ColumnBuilder:
         usage_parts: list[pa.Table] = []
         batched_positions: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         if batched.events:
-            version = fast.version if fast is not None else ""
-            table, batched_positions, left = batched.table(version)
+            table, batched_positions, left = batched.table(rater.version)
             if table is not None:
                 usage_parts.append(table)
             for event, us, position in left:  # what numpy could not price: one by one
                 zone, plan = infos[event.account_id]
-                rating = self.rate(event, plan, us)
+                rating = rater.units(event, plan, us)
                 assert rating is not None  # a model call is always usage
                 self._usage_row(usage, offsets, event, rating, us, zone)
                 positions.append(position)
