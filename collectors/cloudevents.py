@@ -30,6 +30,7 @@ SINGLE: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 JSON: Final = "application/json"
 MEDIA_TYPES: Final = (SINGLE, BATCH, JSON)
+_CONTENT_TYPES: Final = (None, JSON)
 _NO_DATA: Final = msgspec.Raw(b"")
 _TOO_DEEP: Final = "JSON is nested too deeply"
 
@@ -165,22 +166,19 @@ def _context_problems(
     index: int, context: Context, key: ApiKey, now: datetime, limits: v.Limits
 ) -> list[FieldError]:
     """What is wrong with an element's context attributes (its time defaults to now)."""
-    errors: list[FieldError] = []
-    if context.specversion != "1.0":
-        errors.append(FieldError(index, "specversion", 'must be "1.0"', "invalid_field"))
-    if (problem := v.check_envelope_text(index, "id", context.id)) is not None:
-        errors.append(problem)
-    if (problem := v.check_required_text(index, "source", context.source)) is not None:
-        errors.append(problem)
-    if context.datacontenttype not in (None, JSON):
-        errors.append(
-            FieldError(index, "datacontenttype", f'must be "{JSON}" or absent', "invalid_field")
-        )
-    if (problem := v.check_source(index, context.source, key)) is not None:
-        errors.append(problem)
-    if (problem := v.check_time(index, "time", context.time or now, now, limits)) is not None:
-        errors.append(problem)
-    return errors
+    found = (
+        None
+        if context.specversion == "1.0"
+        else FieldError(index, "specversion", 'must be "1.0"', "invalid_field"),
+        v.check_envelope_text(index, "id", context.id),
+        v.check_required_text(index, "source", context.source),
+        None
+        if context.datacontenttype in _CONTENT_TYPES
+        else FieldError(index, "datacontenttype", f'must be "{JSON}" or absent', "invalid_field"),
+        v.check_source(index, context.source, key),
+        v.check_time(index, "time", context.time or now, now, limits),
+    )
+    return [problem for problem in found if problem is not None]
 
 
 def _event(
@@ -223,12 +221,16 @@ def decode_typed(
         return None
     _count_allowed(len(typed), limits.max_batch_events)
     decoded = Decoded(types=[element.event_type for element in typed])
+    append = decoded.events.append
     for index, element in enumerate(typed):
         errors = _context_problems(index, element, key, now, limits)
         event, errors = _event(
             index, element, element.event_type, element.data, errors, key, now, limits
         )
-        decoded.add(index, event, errors)
+        if event is not None:
+            append(event)
+        else:
+            decoded.add(index, event, errors)
     return decoded
 
 

@@ -247,27 +247,37 @@ class _Rules:
     times are always checked on their own.
     """
 
-    tenants: Values
-    texts: Values
-    optional_texts: Values
-    ranges: tuple[tuple[Values, int, int], ...]
+    known: Callable[[Any], bool]
     checks: tuple[tuple[str, str, Check], ...]  # (attribute, field as errors name it, check)
     always: tuple[tuple[str, str, Check], ...]
     times: tuple[tuple[str, str], ...]
     order: dict[str, int]
 
-    def known(self, data: r.EventData) -> bool:
+
+def _known(
+    tenants: list[str],
+    texts: list[str],
+    optional_texts: list[str],
+    ranges: dict[tuple[int, int], list[str]],
+) -> Callable[[Any], bool]:
+    tenant_values, text_values = _values(tenants), _values(texts)
+    optional_values = _values(optional_texts)
+    bounded = tuple((_values(names), low, high) for (low, high), names in ranges.items())
+
+    def known(data: Any) -> bool:
         if not (
-            _TENANTS.values.issuperset(self.tenants(data))
-            and _TEXTS.values.issuperset(self.texts(data))
-            and _OPTIONAL_TEXTS.values.issuperset(self.optional_texts(data))
+            _TENANTS.values.issuperset(tenant_values(data))
+            and _TEXTS.values.issuperset(text_values(data))
+            and _OPTIONAL_TEXTS.values.issuperset(optional_values(data))
         ):
             return False
-        for values, low, high in self.ranges:
+        for values, low, high in bounded:
             found = values(data)
             if min(found) < low or max(found) > high:
                 return False
         return True
+
+    return known
 
 
 def _rules(data_type: type[r.EventData]) -> _Rules:
@@ -308,10 +318,7 @@ def _rules(data_type: type[r.EventData]) -> _Rules:
             ranges.setdefault(bounds, []).append(name)
             checks.append((name, field, _check_range(*bounds)))
     return _Rules(
-        tenants=_values(tenants),
-        texts=_values(texts),
-        optional_texts=_values(optional_texts),
-        ranges=tuple((_values(names), low, high) for (low, high), names in ranges.items()),
+        known=_known(tenants, texts, optional_texts, ranges),
         checks=tuple(checks),
         always=tuple(always),
         times=tuple(times),
