@@ -467,14 +467,13 @@ from pathlib import Path
 import pyarrow as pa
 sys.path.insert(0, sys.argv[3])
 from benchmarks.ingest import make_batch
-from collectors import fast_decode
-from collectors.columns import ColumnBuilder
+from collectors import cloudevents
+from meterhouse.processing.columns import ColumnBuilder
 from collectors.validate import Limits
 from datetime import UTC, datetime
 from meterhouse.keys import ApiKey
-from meterhouse.processing.pipeline import AccountDirectory
-from meterhouse.processing.rater import default_rater
-from collectors.plugin import fast_rater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.rating.rater import Rater
 from meterhouse.settings import Settings
 from meterhouse.store import open_store
 from meterhouse.store.migrations import migrate
@@ -484,13 +483,13 @@ store = open_store(Settings(clickhouse_url=f"chdb://{root / 'ceiling'}"))
 migrate(store)
 key = ApiKey(key_id="0" * 16, purpose="ingest", source="bench.platform", account_id="",
              description="", created_at=datetime.now(UTC), expires_at=None, revoked_at=None)
-builder = ColumnBuilder(AccountDirectory(store), fast_rater(default_rater(store)))
+builder = ColumnBuilder(AccountDirectory(store), Rater.default())
 rng = random.Random(99)
 parts, have = [], 0
 while have < rows_wanted:
     body = make_batch(rng, 99, have * 2, 10_000)
-    events = fast_decode.decode_valid(body, "application/cloudevents-batch+json", key,
-                                      datetime.now(UTC), Limits(max_batch_events=10_000))
+    events = cloudevents.decode_events(body, "application/cloudevents-batch+json", key,
+                                       datetime.now(UTC), Limits(max_batch_events=10_000)).events
     table = builder.build(events).tables["usage_events"]
     parts.append(table)
     have += table.num_rows

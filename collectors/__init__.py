@@ -3,12 +3,13 @@
 Every request goes through the same steps, each its own module:
 
     http (auth, size, media type)      collectors/http.py, collectors/auth.py
-    -> decode + validate               collectors/fast_decode.py (all valid: one pass),
-                                       collectors/cloudevents.py (errors), collectors/otlp.py
+    -> decode + validate               collectors/cloudevents.py, collectors/otlp.py,
                                        collectors/validate.py, collectors/genai.py
-    -> rate -> rows (column-wise)      collectors/columns.py, meterhouse/rating/fast.py
+    -> rate -> rows (column-wise)      meterhouse/rating/rater.py,
+                                       meterhouse/processing/columns.py
     -> spool (fsync, then 2xx)         collectors/ingest.py, exporters/spool/
-    -> drain -> write                  exporters/spool/spool.py, exporters/clickhouse_writer.py
+    -> drain -> claim -> write         exporters/spool/spool.py, exporters/claims.py,
+                                       exporters/clickhouse_writer.py
 
 docs/durability.md explains the spool and what makes the path fast.
 

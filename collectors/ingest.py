@@ -1,7 +1,7 @@
 """rate -> rows -> spool (or write), for events that passed decode and validate.
 
 ``Ingestor.ingest`` runs in a worker thread. Rating and the column layout happen here
-(collectors/columns.py), once: with durability on (MH_INGEST_DURABILITY=spool, the
+(meterhouse/processing/columns.py), once: with durability on (MH_INGEST_DURABILITY=spool, the
 default) the priced rows are appended to the spool and the call returns when they are
 fsynced; the spool's drainer writes them to ClickHouse later, in large batches, and a
 replay after a crash writes the same rows, never re-pricing them. With ``direct`` the
@@ -14,14 +14,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collectors.columns import Built, ColumnBuilder
 from collectors.metrics import IngestMetrics
 from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
 from exporters.spool import Spool, SpoolError, SpoolFullError
 from meterhouse import records as r
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
-from meterhouse.processing.pipeline import AccountDirectory, AccountInfo, Rater
+from meterhouse.processing.accounts import AccountDirectory, AccountInfo
+from meterhouse.processing.columns import Built, ColumnBuilder
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 
 log = get_logger(__name__)

@@ -3,8 +3,9 @@
 For each stream (jobs, then runs, then logs) the poller asks
 ``GET {base}/{stream}?limit=N[&updated_since=CURSOR]`` for pages
 ``{"items": [...], "next_cursor": "..."}`` until a page comes back empty, turns the items
-into the same events a pushing platform sends (meterhouse/jobs/platform.py), writes them
-through Pipeline + ClickHouseWriter, and only then saves ``next_cursor`` in sync_state.
+into the same events a pushing platform sends (meterhouse/jobs/platform.py), rates them and
+lays out their rows as ingest does (meterhouse/processing/columns.py), writes them with
+``ClickHouseWriter.write_tables``, and only then saves ``next_cursor`` in sync_state.
 A crash or a failed write between the two re-fetches that page next time; the events'
 ids are derived from the items, so the writer drops what is already stored and nothing
 is counted twice.
@@ -35,8 +36,9 @@ from meterhouse.errors import ConfigError, MeterhouseError
 from meterhouse.jobs.cursors import CursorStore
 from meterhouse.jobs.platform import STREAMS, ItemError, Stream
 from meterhouse.logs import get_logger
-from meterhouse.processing.pipeline import Pipeline, Rater
-from meterhouse.processing.rater import default_rater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import ColumnBuilder
+from meterhouse.rating.rater import Rater
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
@@ -279,7 +281,7 @@ class Poller:
             on_retry=self.metrics.retries.inc if self.metrics else None,
         )
         self.cursors = CursorStore(store)
-        self.pipeline = Pipeline(store, rater or default_rater(store))
+        self.builder = ColumnBuilder(AccountDirectory(store), rater or Rater.default())
         self.writer = ClickHouseWriter(store)
         self._lock = threading.Lock()
 
@@ -309,7 +311,7 @@ class Poller:
         result = PollResult()
         with self._lock:
             # Plans and time zones may have changed since the last poll.
-            self.pipeline.accounts.refresh()
+            self.builder.accounts.refresh()
             for stream in self.streams:
                 if self._stop.is_set():
                     break
@@ -381,7 +383,7 @@ class Poller:
                     item=_identity(bytes(raw)),
                     error=str(exc),
                 )
-        written = self.writer.write(self.pipeline.rows(events))
+        written = self.writer.write_tables(self.builder.build(events).tables)
         if not written.ok:
             result.error = f"the store refused the page (it will be fetched again): {written.error}"
             return

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from collectors import cloudevents as ce
-from collectors import fast_decode, genai, otlp
+from collectors import genai, otlp
 from collectors.auth import FailureLimiter, KeyDirectory
 from collectors.http import ClientError, client_ip, media_type, read_body
 from collectors.ingest import Ingestor, IngestOutcome
@@ -131,7 +131,7 @@ class IngestRoutes:
 
     def ingest_cloudevents(self, body: bytes, kind: str, key: ApiKey) -> IngestOutcome:
         try:
-            decoded = fast_decode.decode_events(body, kind, key, self.clock(), self.limits)
+            decoded = ce.decode_events(body, kind, key, self.clock(), self.limits)
         except ce.BodyError as exc:
             status = 413 if exc.too_many else 400
             title = "Payload Too Large" if exc.too_many else "Bad Request"

@@ -9,11 +9,13 @@ documented in docs/events.md ("Limits").
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final, get_type_hints
 
 import msgspec
 
@@ -25,6 +27,7 @@ from meterhouse.settings import Settings
 MAX_TOKENS: Final = 100_000_000  # per count, per model call: far above any context window
 MAX_DURATION_SECONDS: Final = Decimal(31 * 86_400)  # one job run, or a job's typical run
 MAX_DURATION_MS: Final = 31 * 86_400 * 1000
+_NO_SECONDS: Final = Decimal(0)
 MAX_ID_LENGTH: Final = 256
 MAX_TEXT_LENGTH: Final = 65_536  # log message, error message
 MAX_STACK_TRACE_LENGTH: Final = 262_144
@@ -108,9 +111,48 @@ def _span(delta: timedelta) -> str:
     return f"{seconds} second(s)"
 
 
-def check_envelope_text(index: int, field: str, value: str) -> FieldError | None:
-    if not value:
-        return FieldError(index, field, "must not be empty", "invalid_field")
+Check = Callable[[int, str, Any], FieldError | None]
+"""(event index, field as named in errors, value) -> the problem, or None when valid."""
+Values = Callable[[Any], tuple[Any, ...]]
+TENANT_FIELDS: Final = frozenset({"account_id", "team_id", "project_id"})
+
+
+class _Known:
+    """Texts already found valid: models, teams, users and routes repeat from event to
+    event, so most events need one set lookup per group of fields. Only an accelerator
+    (a miss checks each field in full), so request threads may share it; bounded."""
+
+    LIMIT: Final = 50_000
+
+    def __init__(self, *always: str) -> None:
+        self.always = always
+        self.values: set[str] = set(always)
+
+    def add(self, value: str) -> None:
+        if len(self.values) >= self.LIMIT:
+            self.values = set(self.always)  # swapped whole: readers see one set or the other
+        self.values.add(value)
+
+
+_TENANTS: Final = _Known("")  # an empty team or project is valid
+_TEXTS: Final = _Known()  # never "": a required text must not pass as known
+_OPTIONAL_TEXTS: Final = _Known("")
+
+
+def check_tenant_id(index: int, field: str, value: str) -> FieldError | None:
+    """Empty (no team, no project), or an id by the tenants' rule."""
+    if value in _TENANTS.values:
+        return None
+    if not TENANT_ID.match(value):
+        return FieldError(
+            index, field, f"{value[:80]!r} is not an id: use {TENANT_ID_RULE}", "invalid_field"
+        )
+    _TENANTS.add(value)
+    return None
+
+
+def _text_problem(index: int, field: str, value: str) -> FieldError | None:
+    """At most MAX_ID_LENGTH characters, none a control character."""
     if len(value) > MAX_ID_LENGTH:
         return FieldError(
             index, field, f"is longer than {MAX_ID_LENGTH} characters", "invalid_field"
@@ -120,82 +162,196 @@ def check_envelope_text(index: int, field: str, value: str) -> FieldError | None
     return None
 
 
-def check_tenant_id(index: int, field: str, value: str) -> FieldError | None:
-    if value and not TENANT_ID.match(value):
-        return FieldError(
-            index, field, f"{value[:80]!r} is not an id: use {TENANT_ID_RULE}", "invalid_field"
-        )
-    return None
-
-
-def _check_text(index: int, name: str, value: str) -> FieldError | None:
-    field = f"data.{name}"
-    if name in ("account_id", "team_id", "project_id"):
-        return check_tenant_id(index, field, value)
-    if name in REQUIRED_TEXT and not value:
+def check_envelope_text(index: int, field: str, value: str) -> FieldError | None:
+    """An event's id: required, short, no control character. Not remembered: ids are new
+    in every event."""
+    if not value:
         return FieldError(index, field, "must not be empty", "invalid_field")
-    limit = LONG_TEXT.get(name, MAX_ID_LENGTH)
-    if len(value) > limit:
-        return FieldError(index, field, f"is longer than {limit} characters", "invalid_field")
-    if name not in LONG_TEXT and _CONTROL.search(value):
-        return FieldError(index, field, "must not contain control characters", "invalid_field")
-    return None
+    return _text_problem(index, field, value)
 
 
-def _check_int(index: int, name: str, value: int) -> FieldError | None:
-    field = f"data.{name}"
-    if name in TOKEN_FIELDS:
-        low, high = 0, MAX_TOKENS
-    elif name in MILLISECOND_FIELDS:
-        low, high = 0, MAX_DURATION_MS
-    elif name == "status_code":
-        low, high = 100, 599
-    else:
+def check_short_text(index: int, field: str, value: str) -> FieldError | None:
+    """An optional short text (provider, user, schedule ...)."""
+    if value in _OPTIONAL_TEXTS.values:
         return None
-    if not low <= value <= high:
+    problem = _text_problem(index, field, value)
+    if problem is None:
+        _OPTIONAL_TEXTS.add(value)
+        if value:
+            _TEXTS.add(value)
+    return problem
+
+
+def check_required_text(index: int, field: str, value: str) -> FieldError | None:
+    """A required short text (model, job and run ids, a source ...)."""
+    if value in _TEXTS.values:
+        return None
+    if not value:
+        return FieldError(index, field, "must not be empty", "invalid_field")
+    return check_short_text(index, field, value)
+
+
+def _check_long_text(limit: int, required: bool) -> Check:
+    """Free text (a log line, an error, a stack trace): control characters allowed."""
+
+    def check(index: int, field: str, value: str) -> FieldError | None:
+        if required and not value:
+            return FieldError(index, field, "must not be empty", "invalid_field")
+        if len(value) > limit:
+            return FieldError(index, field, f"is longer than {limit} characters", "invalid_field")
+        return None
+
+    return check
+
+
+def _check_range(low: int, high: int) -> Check:
+    def check(index: int, field: str, value: int) -> FieldError | None:
+        if low <= value <= high:
+            return None
         return FieldError(
             index, field, f"{value} is outside the allowed range {low}..{high}", "out_of_range"
         )
-    return None
+
+    return check
 
 
-def _check_decimal(index: int, name: str, value: Decimal) -> FieldError | None:
-    field = f"data.{name}"
-    if not value.is_finite() or not Decimal(0) <= value <= MAX_DURATION_SECONDS:
-        return FieldError(
-            index,
-            field,
-            f"{value} is outside the allowed range 0..{MAX_DURATION_SECONDS} seconds",
-            "out_of_range",
-        )
-    return None
+def _check_seconds(index: int, field: str, value: Decimal | None) -> FieldError | None:
+    if value is None or (value.is_finite() and _NO_SECONDS <= value <= MAX_DURATION_SECONDS):
+        return None
+    return FieldError(
+        index,
+        field,
+        f"{value} is outside the allowed range 0..{MAX_DURATION_SECONDS} seconds",
+        "out_of_range",
+    )
+
+
+def _values(names: list[str]) -> Values:
+    """The fields' values as one tuple, in one call (``attrgetter`` of one name would
+    return the bare value: asked twice, it gives a tuple)."""
+    if not names:
+        return lambda _data: ()
+    getter: Values = (
+        operator.attrgetter(*names) if len(names) > 1 else operator.attrgetter(*names * 2)
+    )
+    return getter
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """The checks of one data type, each field's chosen once by its name and type.
+
+    ``known`` says in a few calls that every tenant id, short text and count is valid (the
+    texts found valid before, the counts in range). When it cannot, each of those fields
+    is checked on its own (``checks``), which names the field; long texts, durations and
+    times are always checked on their own.
+    """
+
+    known: Callable[[Any], bool]
+    checks: tuple[tuple[str, str, Check], ...]  # (attribute, field as errors name it, check)
+    always: tuple[tuple[str, str, Check], ...]
+    times: tuple[tuple[str, str], ...]
+    order: dict[str, int]
+
+
+def _known(
+    tenants: list[str],
+    texts: list[str],
+    optional_texts: list[str],
+    ranges: dict[tuple[int, int], list[str]],
+) -> Callable[[Any], bool]:
+    tenant_values, text_values = _values(tenants), _values(texts)
+    optional_values = _values(optional_texts)
+    bounded = tuple((_values(names), low, high) for (low, high), names in ranges.items())
+
+    def known(data: Any) -> bool:
+        if not (
+            _TENANTS.values.issuperset(tenant_values(data))
+            and _TEXTS.values.issuperset(text_values(data))
+            and _OPTIONAL_TEXTS.values.issuperset(optional_values(data))
+        ):
+            return False
+        for values, low, high in bounded:
+            found = values(data)
+            if min(found) < low or max(found) > high:
+                return False
+        return True
+
+    return known
+
+
+def _rules(data_type: type[r.EventData]) -> _Rules:
+    hints = get_type_hints(data_type)
+    tenants: list[str] = []
+    texts: list[str] = []
+    optional_texts: list[str] = []
+    ranges: dict[tuple[int, int], list[str]] = {}
+    checks: list[tuple[str, str, Check]] = []
+    always: list[tuple[str, str, Check]] = []
+    times: list[tuple[str, str]] = []
+    for name in data_type.__struct_fields__:
+        hint, field = hints[name], f"data.{name}"
+        bounds: tuple[int, int] | None = None
+        if name in TENANT_FIELDS:
+            tenants.append(name)
+            checks.append((name, field, check_tenant_id))
+        elif hint is str and name in LONG_TEXT:
+            always.append((name, field, _check_long_text(LONG_TEXT[name], name in REQUIRED_TEXT)))
+        elif hint is str and name in REQUIRED_TEXT:
+            texts.append(name)
+            checks.append((name, field, check_required_text))
+        elif hint is str:
+            optional_texts.append(name)
+            checks.append((name, field, check_short_text))
+        elif hint is int and name in TOKEN_FIELDS:
+            bounds = (0, MAX_TOKENS)
+        elif hint is int and name in MILLISECOND_FIELDS:
+            bounds = (0, MAX_DURATION_MS)
+        elif hint is int and name == "status_code":
+            bounds = (100, 599)
+        elif hint == Decimal | None:
+            always.append((name, field, _check_seconds))
+        elif hint == datetime | None:
+            times.append((name, field))
+        # Left: enums (msgspec checked their values) and flags.
+        if bounds is not None:
+            ranges.setdefault(bounds, []).append(name)
+            checks.append((name, field, _check_range(*bounds)))
+    return _Rules(
+        known=_known(tenants, texts, optional_texts, ranges),
+        checks=tuple(checks),
+        always=tuple(always),
+        times=tuple(times),
+        order={f"data.{name}": n for n, name in enumerate(data_type.__struct_fields__)},
+    )
+
+
+RULES: Final = {data_type: _rules(data_type) for data_type in r.DATA_TYPES.values()}
 
 
 def check_data(
     index: int, data: r.EventData, event_time: datetime, now: datetime, limits: Limits
 ) -> list[FieldError]:
-    """Every range, size and consistency problem of one event's data."""
+    """Every range, size and consistency problem of one event's data (empty: valid), in
+    the order of the struct's fields."""
+    rules = RULES[type(data)]
     errors: list[FieldError] = []
-    for name in data.__struct_fields__:
+    checks = rules.always if rules.known(data) else rules.checks + rules.always
+    for name, field, check in checks:
+        if (problem := check(index, field, getattr(data, name))) is not None:
+            errors.append(problem)
+    for name, field in rules.times:
         value = getattr(data, name)
-        found: FieldError | None = None
-        if isinstance(value, bool):
+        if value is None:
             continue
-        if isinstance(value, str):
-            found = _check_text(index, name, value)
-        elif isinstance(value, int):
-            found = _check_int(index, name, value)
-        elif isinstance(value, Decimal):
-            found = _check_decimal(index, name, value)
-        elif isinstance(value, datetime):
-            found = check_time(index, f"data.{name}", value, now, limits)
-            if found is None and value > event_time:
-                found = FieldError(
-                    index, f"data.{name}", "is later than the event time", "out_of_range"
-                )
+        found = check_time(index, field, value, now, limits)
+        if found is None and value > event_time:
+            found = FieldError(index, field, "is later than the event time", "out_of_range")
         if found is not None:
             errors.append(found)
-    if isinstance(data, r.ModelCallData) and not errors:
+    if errors:
+        errors.sort(key=lambda error: rules.order[error.field])
+    elif type(data) is r.ModelCallData:
         cached = data.cache_read_tokens + data.cache_write_tokens
         if cached > data.input_tokens:
             errors.append(

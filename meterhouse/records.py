@@ -41,6 +41,23 @@ USAGE_UNITS: Final = {
 }
 
 
+def charge_id(event: Event) -> str:
+    """The ``event_id`` of the usage row that charges ``event``.
+
+    A finished job run is charged by its run, not by the state event that reported it:
+    ``run:<run_id>``, so a final state sent again under another id (a platform retrying
+    with fresh ids, a ``failed`` corrected to ``timed_out``) makes a second row with the
+    same (account, source, event_id), which the writer drops as a duplicate: the first
+    final state received is the one charged. The run is keyed by account and run id, as
+    ``job_runs_current`` keys it. Every other usage row keeps the CloudEvent's id.
+    """
+    if event.type == JOB_RUN:
+        data = event.data
+        if isinstance(data, JobRunData):
+            return f"run:{data.run_id}"
+    return event.id
+
+
 def run_status_rank(status: str) -> int:
     """Order of run states: a later rank wins whatever order the events arrive in."""
     if status == "queued":

@@ -14,7 +14,7 @@ from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import run_demo
 from meterhouse.errors import MeterhouseError
 from meterhouse.overview import account_overview, credits_overview
-from meterhouse.processing.rater import default_rater
+from meterhouse.rating.rater import Rater
 from meterhouse.rating.sync import sync_model_prices
 from meterhouse.store.migrations import Topology, migrate
 
@@ -81,7 +81,7 @@ def demo(
                 )
             else:
                 summary = run_demo(
-                    store, data, default_rater(store), actor=cli.actor, progress=_progress
+                    store, data, Rater.default(), actor=cli.actor, progress=_progress
                 )
             overview = account_overview(store, end)
             credits = credits_overview(store, end)

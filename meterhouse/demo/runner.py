@@ -1,4 +1,5 @@
-"""Store the generated demo: tenants first, then events through pipeline and writer."""
+"""Store the generated demo: tenants first, then events the way ingest stores them
+(rate -> columns -> ClickHouseWriter.write_tables)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from meterhouse.access.demo_seed import seed_access
 from meterhouse.demo.generator import DemoData
 from meterhouse.errors import MeterhouseError
 from meterhouse.ledger.demo_seed import seed_ledger
-from meterhouse.processing.pipeline import Pipeline, Rater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import ColumnBuilder
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 from meterhouse.tenants import now_utc
 
@@ -70,14 +73,14 @@ def store_tenants(store: Store, data: DemoData, actor: str) -> None:
 
 
 def store_events(store: Store, data: DemoData, rater: Rater, progress: Progress) -> DemoSummary:
-    pipeline = Pipeline(store, rater)
+    builder = ColumnBuilder(AccountDirectory(store), rater)
     writer = ClickHouseWriter(store)
     totals: dict[str, int] = {}
     duplicates = 0
     total = len(data.events)
     for start in range(0, total, BATCH):
         batch = data.events[start : start + BATCH]
-        result = writer.write(pipeline.rows(batch))
+        result = writer.write_tables(builder.build(batch).tables)
         if not result.ok:
             raise MeterhouseError(f"demo could not store events: {result.error}")
         duplicates += result.duplicates

@@ -60,6 +60,14 @@ CATALOG_MISMATCH: Final = "catalog_mismatch"  # lines disagree with genai_prices
 CATALOG_ERROR: Final = "catalog_error"  # the catalog refused to price the usage
 
 
+def is_usage(event: Event) -> bool:
+    """Whether ``rate`` prices the event: model calls, API calls and finished job runs."""
+    data = event.data
+    if isinstance(data, JobRunData):
+        return data.status in FINAL_RUN_STATUSES
+    return isinstance(data, ModelCallData | ApiCallData)
+
+
 def rate(event: Event, *, plan: str, catalog: Catalog, book: PriceBook) -> Rating | None:
     """The Rating of a usage event, or None for events that are not usage (job
     definitions, logs, job runs that have not finished)."""
@@ -145,24 +153,37 @@ def _job_run(data: JobRunData, terms: AccountTerms, book: PriceBook, version: st
         reason = MISSING_DURATION if seconds is None else INVALID_USAGE
         return _unpriced("job", data.kind, "", {"compute_seconds": 0}, reason, version)
     quantity = quantize(seconds)
-    list_rate = book.job_rate(data.kind)
-    override = terms.override("job", data.kind, "compute_seconds")
-    if override is not None:
-        per_second = override
-    elif list_rate is not None:
-        per_second = list_rate * terms.discount_factor
-    else:
+    per_second = job_credits_per_second(terms, book, data.kind)
+    if per_second is None:
         quantities = {"compute_seconds": quantity}
         return _unpriced("job", data.kind, "", quantities, UNKNOWN_JOB_KIND, version)
     line = _credits_line("compute_seconds", quantity, per_second)
     return _rating("job", data.kind, "", [line], version)
 
 
+def job_credits_per_second(terms: AccountTerms, book: PriceBook, kind: str) -> Decimal | None:
+    """The job rule: the account's override for the kind, else the book's rate less the
+    account's discount; None for a kind the book does not price. In money.CONTEXT."""
+    override = terms.override("job", kind, "compute_seconds")
+    if override is not None:
+        return override
+    list_rate = book.job_rate(kind)
+    if list_rate is None:
+        return None
+    return list_rate * terms.discount_factor
+
+
+def api_credits_per_call(terms: AccountTerms, book: PriceBook, route: str) -> Decimal:
+    """The API rule: the account's override for the route, else the book's price per call
+    less the account's discount. In money.CONTEXT."""
+    override = terms.override("api", route, "call")
+    if override is not None:
+        return override
+    return book.api_credits_per_call * terms.discount_factor
+
+
 def _api_call(data: ApiCallData, terms: AccountTerms, book: PriceBook, version: str) -> Rating:
-    override = terms.override("api", data.route, "call")
-    per_call = (
-        override if override is not None else book.api_credits_per_call * terms.discount_factor
-    )
+    per_call = api_credits_per_call(terms, book, data.route)
     line = _credits_line("call", Decimal(1), per_call)
     return _rating("api", data.route, "", [line], version)
 

@@ -40,13 +40,17 @@ import msgspec
 from meterhouse import records as r
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
-from meterhouse.processing.pipeline import AccountDirectory, Rater
-from meterhouse.processing.rows import Row, usage_row
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.money import CONTEXT
+from meterhouse.rating.rate import is_usage
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 from meterhouse.tenants import audit, check_id
 
 log = get_logger(__name__)
+
+Row = dict[str, Any]  # a stored usage_events row, by column name
 
 # What a rating decides; a row whose values here come out equal is left as stored.
 RATED_COLUMNS: Final = (
@@ -66,7 +70,7 @@ RATED_COLUMNS: Final = (
     "unpriced_reason",
     "price_version",
 )
-# Every column usage_row writes; with ingested_at, every column of usage_events.
+# Every column the column builder writes; with ingested_at, every column of usage_events.
 ROW_COLUMNS: Final = (
     "source",
     "event_id",
@@ -196,12 +200,8 @@ def reprice(
     check_id("account", account_id)
     if start >= end:
         raise RepriceError(f"--from {start} must be before --to {end} (the range is [from, to))")
-    if rater is None:
-        from meterhouse.processing.rater import default_rater
-
-        rater = default_rater(store)
+    builder = ColumnBuilder(AccountDirectory(store), rater or Rater.default())
     result = RepriceResult(account_id, start, end, dry_run)
-    plan = AccountDirectory(store).get(account_id).plan
     params = _range_params(account_id, start, end)
     result.daily_was_exact = not daily_differences(store, account_id, start, end)
     completed = False
@@ -209,7 +209,7 @@ def reprice(
         for day in _days_with_usage(store, params):
             stored = _stored_rows(store, params, day)
             with localcontext(CONTEXT):  # totals exact at any size, as the column sums are
-                replacements = _rerate(stored, rater, plan, result)
+                replacements = _rerate(stored, builder, result)
             if replacements and not dry_run:
                 _replace(store, account_id, day, stored, replacements)
         if not dry_run and (result.repriced or result.duplicates or not result.daily_was_exact):
@@ -283,7 +283,7 @@ def _stored_rows(store: Store, params: dict[str, Any], day: date) -> list[Row]:
     return list(result.dicts())
 
 
-def _rerate(stored: Sequence[Row], rater: Rater, plan: str, result: RepriceResult) -> list[Row]:
+def _rerate(stored: Sequence[Row], builder: ColumnBuilder, result: RepriceResult) -> list[Row]:
     """New rows for the stored rows whose rating changed; tallies every row in ``result``.
 
     An event stored twice (a reprice that stopped between insert and delete) is replaced
@@ -298,26 +298,48 @@ def _rerate(stored: Sequence[Row], rater: Rater, plan: str, result: RepriceResul
         key = (row["source"], row["event_id"])
         if key not in newest or row["ingested_at"] > newest[key]["ingested_at"]:
             newest[key] = row
+    rerated = _rerated_rows(list(newest.values()), builder)
     replacements: list[Row] = []
     for key, row in newest.items():
         result.events += 1
         result.duplicates += copies[key] - 1
-        event, problem = rebuild_event(row)
-        rating = rater(event, plan, row["account_id"]) if event is not None else None
         new = row
-        if event is None or rating is None:
-            result.skipped[problem or "no longer usage"] += 1
-        else:
-            rerated = usage_row(event, rating, row["local_date"])
-            if _rating_of(rerated) != _rating_of(row):
-                new = rerated
-                result.repriced += 1
+        again, problem = rerated[key]
+        if again is None:
+            result.skipped[problem] += 1
+        elif _rating_of(again) != _rating_of(row):
+            new = again
+            result.repriced += 1
         if new is not row or copies[key] > 1:
             replacements.append(new)  # inserted by ROW_COLUMNS: its ingested_at is renewed
         result.credits_after += new["credits"]
         result.usd_after += new["usd"]
         result.price_versions_after[new["price_version"]] += 1
     return replacements
+
+
+def _rerated_rows(
+    rows: Sequence[Row], builder: ColumnBuilder
+) -> dict[tuple[str, str], tuple[Row | None, str]]:
+    """Each stored row rated again the way ingest rates (same rater, same row builder),
+    keyed by its (source, event_id); None and why for a row whose event cannot be."""
+    out: dict[tuple[str, str], tuple[Row | None, str]] = {}
+    usage: list[tuple[Row, r.Event]] = []
+    for row in rows:
+        event, problem = rebuild_event(row)
+        if event is None or not is_usage(event):
+            out[row["source"], row["event_id"]] = (None, problem or "no longer usage")
+        else:
+            usage.append((row, event))
+    built = builder.build([event for _, event in usage]).tables.get("usage_events")
+    new_rows = built.to_pylist() if built is not None else []
+    if len(new_rows) != len(usage):  # one usage row per usage event, in their order
+        raise RepriceError(f"{len(usage)} events rated again into {len(new_rows)} usage rows")
+    for (row, _), new in zip(usage, new_rows, strict=True):
+        # The stored row's identity and day stay: the delete finds its copies by them.
+        new.update(event_id=row["event_id"], local_date=row["local_date"])
+        out[row["source"], row["event_id"]] = (new, "")
+    return out
 
 
 def rebuild_event(row: Row) -> tuple[r.Event | None, str]:

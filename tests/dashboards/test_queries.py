@@ -23,7 +23,7 @@ from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import run_demo
 from meterhouse.errors import StoreError
 from meterhouse.ledger.balance import account_balance
-from meterhouse.processing.rater import default_rater
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 from tests.dashboards.macros import ALL, QueryContext, Variable, expand, grafana_interval
 from tests.dashboards.seed import seed_missing
@@ -71,7 +71,7 @@ STATES = (
 def demo_store(migrated_store: Store) -> Store:
     # From October 1st: "last month, same days" has a whole month to compare with.
     data = generate(END, days=51, seed=7, scale=0.25)
-    run_demo(migrated_store, data, default_rater(migrated_store), actor="test", progress=_quiet)
+    run_demo(migrated_store, data, Rater.default(), actor="test", progress=_quiet)
     seed_missing(migrated_store, [tenant.account_id for tenant in data.tenants], END)
     return migrated_store
 

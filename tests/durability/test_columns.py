@@ -1,4 +1,4 @@
-"""The column builder writes the rows event_rows describes, typed as the tables are."""
+"""The column builder writes the rows the reference describes, typed as the tables are."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ from typing import Any
 
 import msgspec
 
-from collectors.columns import SCHEMAS, ColumnBuilder, decimal_array
-from collectors.plugin import fast_rater
 from meterhouse import records as r
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import store_tenants
-from meterhouse.processing.pipeline import AccountDirectory, Pipeline
-from meterhouse.processing.rater import default_rater
-from meterhouse.rating.fast import FastRater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import SCHEMAS, ColumnBuilder, decimal_array
+from meterhouse.rating.rater import Rater
 from meterhouse.store.arrow_types import arrow_type
 from meterhouse.store.base import Store
+from tests.support.reference import ReferenceRater, reference_rows
 
 
 def _normalized(row: dict[str, Any]) -> dict[str, Any]:
@@ -54,17 +53,17 @@ def _dst_events() -> list[r.Event]:
     ]
 
 
-def test_columns_equal_event_rows_for_every_event_type(migrated_store: Store) -> None:
+def test_columns_equal_the_reference_for_every_event_type(migrated_store: Store) -> None:
     data = generate(datetime.now(UTC), days=3, scale=1)
     store_tenants(migrated_store, data, "test")
     events = data.events + _dst_events()
-    rater = default_rater(migrated_store)
+    rater = Rater.default()
+    accounts = AccountDirectory(migrated_store)
     expected: dict[str, list[dict[str, Any]]] = {}
-    for table, row in Pipeline(migrated_store, rater).rows(events):
+    reference = ReferenceRater(rater.catalog, rater.book)
+    for table, row in reference_rows(accounts, reference, events):
         expected.setdefault(table, []).append(_normalized(row))
-    fast = fast_rater(rater)
-    assert isinstance(fast, FastRater)
-    built = ColumnBuilder(AccountDirectory(migrated_store), fast).build(events)
+    built = ColumnBuilder(accounts, rater).build(events)
     assert set(built.tables) == set(expected)
     for table, rows in expected.items():
         # Model calls priced together come out grouped: compare as sets of rows.

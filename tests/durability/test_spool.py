@@ -8,13 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 from prometheus_client import CollectorRegistry
 
-from collectors.columns import ColumnBuilder
-from collectors.plugin import fast_rater
 from exporters.clickhouse_writer import ClickHouseWriter
 from exporters.spool import Spool
 from meterhouse import records as r
-from meterhouse.processing.pipeline import AccountDirectory
-from meterhouse.processing.rater import default_rater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import ColumnBuilder
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 
 
@@ -30,7 +29,7 @@ def rows(store: Store, *ids: str) -> dict[str, pa.Table]:
         )
         for event_id in ids
     ]
-    builder = ColumnBuilder(AccountDirectory(store), fast_rater(default_rater(store)))
+    builder = ColumnBuilder(AccountDirectory(store), Rater.default())
     return dict(builder.build(events).tables)
 
 

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from collectors.columns import ColumnBuilder
-from collectors.plugin import fast_rater
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
-from meterhouse.processing.pipeline import AccountDirectory
-from meterhouse.processing.rater import default_rater
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.processing.columns import ColumnBuilder
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
 
 
@@ -32,7 +31,7 @@ def calls(*ids: str, account: str = "acme", source: str = "writer.test") -> list
 
 
 def tables(store: Store, *ids: str, account: str = "acme") -> dict[str, pa.Table]:
-    builder = ColumnBuilder(AccountDirectory(store), fast_rater(default_rater(store)))
+    builder = ColumnBuilder(AccountDirectory(store), Rater.default())
     return dict(builder.build(calls(*ids, account=account)).tables)
 
 

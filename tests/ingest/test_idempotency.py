@@ -96,3 +96,48 @@ def test_a_refused_batch_stores_nothing_and_its_retry_stores_everything(service:
     assert service.post([*good, event("k3")]).status == 204
     assert service.post([*good, event("k3")]).status == 204
     assert service.scalar("SELECT count() FROM usage_events") == 3
+
+
+def _final_state(event_id: str, at: datetime, status: str = "succeeded") -> dict[str, Any]:
+    """The final state of one 60 s run (run-60), as a platform reports it."""
+    return event(
+        event_id,
+        "com.meterhouse.job.run",
+        time=at.isoformat(),
+        run_id="run-60",
+        status=status,
+        started_at=(at - timedelta(seconds=60)).isoformat(),
+        duration_seconds="60",
+        **JOB,
+    )
+
+
+def test_a_runs_final_state_resent_under_new_ids_is_charged_once(service: Service) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    assert service.post([_final_state("done-1", at)]).status == 204
+    charged = service.scalar("SELECT sum(credits) FROM usage_events")
+    assert charged > 0
+    # The platform sends the run's final state again under fresh ids: later, twice in
+    # one batch, and once with another final status.
+    assert service.post([_final_state("done-2", at + timedelta(seconds=1))]).status == 204
+    again = [_final_state("done-3", at), _final_state("done-4", at, status="failed")]
+    assert service.post(again).status == 204
+    q = service.scalar
+    assert q("SELECT count() FROM usage_events") == 1
+    assert q("SELECT event_id FROM usage_events") == "run:run-60"
+    assert q("SELECT sum(credits) FROM usage_events") == charged
+    assert q("SELECT sum(quantity) FROM usage_daily WHERE usage_type = 'compute_seconds'") == 60
+    assert q("SELECT sum(credits) FROM usage_daily") == charged
+    assert q("SELECT sum(events) FROM usage_daily") == 1
+    assert q("SELECT count() FROM job_runs_current") == 1
+    # Each state event is still kept as received (job_run_events is keyed by event id).
+    assert q("SELECT uniqExact(event_id) FROM job_run_events WHERE status != 'running'") == 4
+
+
+def test_two_runs_of_one_job_are_two_charges(service: Service) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    other = {**_final_state("done-b", at), "data": {**_final_state("x", at)["data"]}}
+    other["data"]["run_id"] = "run-61"
+    assert service.post([_final_state("done-a", at), other]).status == 204
+    assert service.scalar("SELECT count() FROM usage_events") == 2
+    assert service.scalar("SELECT count() FROM job_runs_current") == 2

@@ -1,18 +1,16 @@
-"""Builders for job events, and the real write path (Pipeline + ClickHouseWriter)."""
+"""Builders for job events, and the real write path (rate -> columns -> writer)."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
+from exporters.clickhouse_writer import WriteResult
 from meterhouse import records as r
-from meterhouse.processing.pipeline import Pipeline, Rater
-from meterhouse.processing.rater import CatalogRater
-from meterhouse.rating import Catalog, PriceBook
+from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
+from tests.support.write_path import write_events
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 SOURCE = "tests.jobs"
@@ -131,15 +129,8 @@ def log_line(
     return event(r.JOB_LOG, at, data, event_id or f"log/{run}/{at.isoformat()}/{message}")
 
 
-@functools.cache
-def shipped_rater() -> Rater:
-    """The service's rater (bundled catalog, shipped price book), loaded once."""
-    return CatalogRater(Catalog.load(), PriceBook.load())
-
-
 def write(store: Store, events: Sequence[r.Event], rater: Rater | None = None) -> WriteResult:
-    """Through the real path: Pipeline (rate, rows) then the idempotent writer."""
-    pipeline = Pipeline(store, rater or shipped_rater())
-    result = ClickHouseWriter(store).write(pipeline.rows(events))
+    """Through the real path: rate, columns, then the idempotent writer."""
+    result = write_events(store, events, rater)
     assert result.ok, result.error
     return result

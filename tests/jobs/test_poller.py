@@ -20,7 +20,7 @@ from meterhouse.rating import PriceBook
 from meterhouse.records import JobRunData
 from meterhouse.store.base import Store
 from tests.jobs.fake_platform import T0, FakePlatform, fill, iso, job_item, run_item, serving
-from tests.jobs.helpers import shipped_rater
+from tests.support.write_path import shipped_rater
 
 FAST = Backoff(attempts=4, base_seconds=0.01, max_seconds=0.05)
 

@@ -1,6 +1,6 @@
 """Latest state of every run and job, whatever order and how often the events arrived.
 
-Everything goes through the real write path (Pipeline + ClickHouseWriter) into chdb and is
+Everything goes through the real write path (rate -> columns -> ClickHouseWriter) into chdb and is
 read back from the user-facing views: job_runs_current and jobs_current / jobs FINAL.
 """
 

@@ -21,7 +21,8 @@ from meterhouse.jobs.stuck import (
 )
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from tests.jobs.helpers import T0, definition, run_story, shipped_rater, write
+from tests.jobs.helpers import T0, definition, run_story, write
+from tests.support.write_path import shipped_rater
 
 POLICY = StuckPolicy(multiple=3.0, max_seconds=86_400, history=20)
 

@@ -1,7 +1,8 @@
 """Priced usage rows for ledger tests, written the way the pipeline writes them.
 
-Rows are built with the pipeline's own ``usage_row`` from hand-made ``Rating`` values and
-stored through the real writer, so these tests do not depend on how rating prices events.
+Rows are built with the reference ``usage_row`` (tests/support/reference.py) from hand-made
+``Rating`` values, typed as the row builder types them (``SCHEMAS``) and stored through the
+real writer, so these tests do not depend on how rating prices events.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
 from meterhouse import tenants
-from meterhouse.processing.rows import usage_row
+from meterhouse.processing.columns import SCHEMAS
 from meterhouse.store.base import Store
+from tests.support.reference import usage_row
 
 _ids = itertools.count(1)
 SCALE = Decimal("1e-12")
@@ -89,8 +93,9 @@ def write_usage(store: Store, account_id: str, usages: list[Usage]) -> None:
             unpriced_reason="" if usage.priced else "no_price",
             price_version="test",
         )
-        rows.append(("usage_events", usage_row(event, rating, usage.at.astimezone(zone).date())))
-    result = ClickHouseWriter(store).write(rows)
+        rows.append(usage_row(event, rating, usage.at.astimezone(zone).date()))
+    table = pa.Table.from_pylist(rows, schema=SCHEMAS["usage_events"])
+    result = ClickHouseWriter(store).write_tables({"usage_events": table})
     assert result.ok, result.error
 
 

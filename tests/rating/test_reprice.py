@@ -12,17 +12,16 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
 from meterhouse.errors import MeterhouseError
-from meterhouse.processing.pipeline import Pipeline
-from meterhouse.processing.rater import CatalogRater
 from meterhouse.rating import Catalog, PriceBook, rate
+from meterhouse.rating.rater import Rater
 from meterhouse.rating.reprice import RepriceError, reprice
 from meterhouse.store.base import Store
 from meterhouse.store.migrations import migrate
 from meterhouse.tenants import create_account
 from tests.rating.helpers import TEST_BOOK
+from tests.support.write_path import write_events
 
 PARIS, OTHER = "paris", "other"
 START, END = date(2026, 11, 2), date(2026, 11, 5)  # local dates [Nov 2, Nov 5)
@@ -115,9 +114,7 @@ def fill(store: Store, catalog: Catalog, book: PriceBook) -> None:
     for account, zone in ((PARIS, "Europe/Paris"), (OTHER, "UTC")):
         create_account(store, account, actor="test:setup", time_zone=zone, plan="pro")
     events = usage_events_for(PARIS) + usage_events_for(OTHER)
-    written = ClickHouseWriter(store).write(
-        Pipeline(store, CatalogRater(catalog, book)).rows(events)
-    )
+    written = write_events(store, events, Rater(catalog, book))
     assert written.ok, written.error
 
 
@@ -195,7 +192,7 @@ def test_reprice_replaces_the_range_and_keeps_usage_daily_exact(
     ratings = [rate(e, plan="pro", catalog=catalog, book=book_v2) for e in in_range]
     expected = sum((rating.credits for rating in ratings if rating is not None), Decimal(0))
 
-    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book_v2))
+    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=Rater(catalog, book_v2))
 
     assert (result.events, result.repriced, result.duplicates) == (12, 12, 0)
     assert result.daily_was_exact  # before the reprice, as the materialized view kept it
@@ -229,7 +226,7 @@ def test_reprice_replaces_the_range_and_keeps_usage_daily_exact(
     assert (after["repriced"], after["completed"]) == (12, True)
 
     # Again with the same prices: nothing changes, nothing is recorded.
-    again = reprice(db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book_v2))
+    again = reprice(db, PARIS, START, END, actor=ACTOR, rater=Rater(catalog, book_v2))
     assert (again.repriced, again.daily_rows, again.changed) == (0, 0, False)
     assert len(reprice_audits(db)) == 1
 
@@ -243,7 +240,7 @@ def test_dry_run_changes_nothing(
     audit_rows = db.query("SELECT count() FROM audit_log").scalar()
 
     result = reprice(
-        db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book_v2), dry_run=True
+        db, PARIS, START, END, actor=ACTOR, rater=Rater(catalog, book_v2), dry_run=True
     )
 
     assert result.dry_run
@@ -270,7 +267,7 @@ def test_inexact_rollups_and_double_stored_events_are_repaired(
     stored = db.query(f"SELECT count() FROM usage_events WHERE {IN_RANGE}", params()).scalar()
     assert stored == 14  # 12 events, a second copy of one, and a row that cannot be rebuilt
 
-    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book))
+    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=Rater(catalog, book))
 
     assert (result.events, result.repriced, result.duplicates) == (13, 0, 1)
     assert dict(result.skipped) == {"attributes do not decode": 1}
@@ -308,7 +305,7 @@ def test_usage_daily_alone_off_is_rebuilt(db: Store, catalog: Catalog, book: Pri
             "events": [1],
         },
     )
-    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=CatalogRater(catalog, book))
+    result = reprice(db, PARIS, START, END, actor=ACTOR, rater=Rater(catalog, book))
     assert (result.repriced, result.daily_was_exact) == (0, False)
     assert result.daily_rows > 0
     events, daily = totals(db)

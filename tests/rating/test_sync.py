@@ -11,11 +11,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporters.clickhouse_writer import ClickHouseWriter
-from meterhouse.processing.pipeline import Pipeline
-from meterhouse.processing.rater import CatalogRater
 from meterhouse.rating import Catalog, PriceBook
 from meterhouse.rating.catalog_rows import COLUMNS, EPOCH
+from meterhouse.rating.rater import Rater
 from meterhouse.rating.sync import (
     PriceSyncError,
     RowsProvider,
@@ -27,6 +25,7 @@ from meterhouse.rating.sync import (
 from meterhouse.store.base import Store
 from meterhouse.store.migrations import migrate
 from tests.rating.helpers import model_event
+from tests.support.write_path import write_events
 
 T1 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -206,9 +205,7 @@ def test_a_catalog_change_never_reprices_stored_usage(
         )
         for i in range(3)
     ]
-    result = ClickHouseWriter(store).write(
-        Pipeline(store, CatalogRater(catalog, book)).rows(events)
-    )
+    result = write_events(store, events, Rater(catalog, book))
     assert result.ok, result.error
     query = "SELECT event_id, credits, usd, price_version FROM usage_events ORDER BY event_id"
     before = store.query(query).rows

@@ -1,18 +1,20 @@
-"""rate -> rows, column-wise: a request's events become one Arrow table per target table.
+"""rate -> rows, column-wise: events become one Arrow table per target table.
 
-The rows are exactly those of ``meterhouse.processing.rows.event_rows`` (the reference,
-tests/durability/test_columns.py compares them), built without a dict per row: values go
-straight into one list per column, amounts stay integers in units of 1e-12 until Arrow
-packs them as Decimal128, times are epoch microseconds. What comes out is what the spool
-keeps and what the drainer inserts, so a replay inserts the very values that were priced
-when the request was answered and never prices anything again.
+The one row builder of every writer of events (HTTP CloudEvents and OTLP through the
+Ingestor, the poller, the demo, reprice). Values go straight into one list per column
+without a dict per row, amounts stay integers in units of 1e-12 until Arrow packs them as
+Decimal128, times are epoch microseconds. What comes out is what the spool keeps and
+what the writer inserts (``ClickHouseWriter.write_tables``), so a replay inserts the very
+values that were priced when the request was answered and never prices anything again.
 
-The one difference from ``event_rows``: ``attributes`` is the same JSON document written
-compactly by msgspec (keys sorted, UTF-8) instead of ``json.dumps``'s spaced ASCII.
+The simple per-event reference of these rows is tests/support/reference.py
+(tests/durability/test_columns.py compares the two on generated events). ``attributes``
+is the event's data as JSON written compactly by msgspec (keys sorted, UTF-8).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,14 +28,13 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from meterhouse import records as r
-from meterhouse.processing.pipeline import AccountDirectory, Rater
-from meterhouse.rating.fast import (
-    FastRater,
+from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.rating.rater import (
     ModelLines,
+    Rater,
     UnitRating,
     batch_lines,
     epoch_microseconds,
-    from_rating,
 )
 
 AMOUNT: Final = pa.decimal128(38, 12)
@@ -131,6 +132,7 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
         ]
     ),
 }
+_RUNNING_RANK: Final = r.run_status_rank("running")
 _LINE_FIELDS: Final = (
     "lines.usage_type",
     "lines.quantity",
@@ -184,30 +186,28 @@ class _Zones:
         return micros
 
 
-class _Table:
-    """Column lists of one table, in schema order."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values())))
-
-    def arrow(self, offsets: list[int] | None = None) -> pa.Table:
-        arrays = []
-        for name, arrow_type in zip(self.schema.names, self.schema.types, strict=True):
-            values = self.columns[name]
-            if pa.types.is_list(arrow_type):
-                assert offsets is not None
-                inner = _array(values, arrow_type.value_type)
-                arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner))
-            else:
-                arrays.append(_array(values, arrow_type))
-        return pa.Table.from_arrays(arrays, schema=self.schema)
+def _arrow(
+    schema: pa.Schema, columns: Sequence[Sequence[Any]], offsets: list[int] | None = None
+) -> pa.Table:
+    """Columns in schema order as an Arrow table; a list column's values are flat and
+    ``offsets`` delimits each row's."""
+    arrays = []
+    for values, arrow_type in zip(columns, schema.types, strict=True):
+        if pa.types.is_list(arrow_type):
+            assert offsets is not None
+            inner = _array(values, arrow_type.value_type)
+            arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner))
+        else:
+            arrays.append(_array(values, arrow_type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _array(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+def _from_rows(schema: pa.Schema, rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Row tuples in schema order as an Arrow table (``rows`` is never empty)."""
+    return _arrow(schema, list(zip(*rows, strict=True)))
+
+
+def _array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
     if pa.types.is_decimal(arrow_type):
         return decimal_array(values, arrow_type)
     if arrow_type == TIME:
@@ -217,7 +217,7 @@ def _array(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
     return pa.array(values, arrow_type)
 
 
-def decimal_array(units: list[int], arrow_type: pa.DataType = AMOUNT) -> pa.Array:
+def decimal_array(units: Sequence[int], arrow_type: pa.DataType = AMOUNT) -> pa.Array:
     """Integers in units of the type's scale as Decimal128, without a Decimal per value."""
     count = len(units)
     try:
@@ -236,34 +236,33 @@ def decimal_array(units: list[int], arrow_type: pa.DataType = AMOUNT) -> pa.Arra
 
 
 Clock = Callable[[], float]
+_Rated = tuple[int, r.Event, UnitRating, int, ZoneInfo]
+"""(position in the request, event, its rating, its time in epoch µs, account zone)"""
+_Timed = tuple[r.Event, int]  # (event, its time in epoch µs)
 
 
 class ColumnBuilder:
-    """Prices events and lays out their rows column-wise. Not shared between threads."""
+    """Prices events and lays out their rows column-wise. Not shared between threads.
+
+    One pass sorts the events by what they write; each table is then built one column
+    at a time from the events of its kind. Model calls whose prices are cached are priced
+    and laid out with numpy (``_Batched``); other usage is rated event by event with the
+    rater's cached prices.
+    """
 
     def __init__(self, accounts: AccountDirectory, rater: Rater) -> None:
         self.accounts = accounts
         self.rater = rater
-        self.fast = rater if isinstance(rater, FastRater) else None
         self._zones = _Zones()
 
-    def rate(self, event: r.Event, plan: str, us: int) -> UnitRating | None:
-        if self.fast is not None:
-            return self.fast.units(event, plan, us)
-        rating = self.rater(event, plan, event.account_id)
-        return from_rating(rating) if rating is not None else None
-
     def build(self, events: Sequence[r.Event]) -> Built:
-        usage = _Table(SCHEMAS["usage_events"])
-        definitions = _Table(SCHEMAS["job_definition_events"])
-        runs = _Table(SCHEMAS["job_run_events"])
-        logs = _Table(SCHEMAS["job_logs"])
-        offsets = [0]
-        unpriced: Counter[tuple[str, str]] = Counter()
+        rater = self.rater
         infos: dict[str, tuple[ZoneInfo, str]] = {}
         batched = _Batched()
-        fast = self.fast
-        positions: list[int] = []  # of the usage rows made one by one, in the request
+        rated: list[_Rated] = []  # usage rated one by one
+        runs: list[_Timed] = []
+        logs: list[_Timed] = []
+        definitions: list[_Timed] = []
         for position, event in enumerate(events):
             account = event.account_id
             info = infos.get(account)
@@ -273,170 +272,164 @@ class ColumnBuilder:
             zone, plan = info
             us = epoch_microseconds(event.time)
             data = event.data
-            if fast is not None and type(data) is r.ModelCallData:
-                known = fast.known_lines(data, plan, account)
+            if isinstance(data, r.ModelCallData):
+                known = rater.known_lines(data, plan, account)
                 if known is not None:  # priced below with numpy, with the other such calls
                     day = self._zones.local_day(zone, us)
                     batched.add(known, event, data, us, day, position)
                     continue
-            rating = self.rate(event, plan, us)
-            if rating is not None:
-                if not rating.priced:
-                    unpriced[rating.kind, rating.unpriced_reason] += 1
-                self._usage_row(usage, offsets, event, rating, us, zone)
-                positions.append(position)
-            if isinstance(data, r.ModelCallData | r.ApiCallData):
-                continue
-            if isinstance(data, r.JobRunData):
-                self._run_rows(runs.columns, event, data, us)
             elif isinstance(data, r.JobLogData):
-                _append(
-                    logs.columns,
-                    log_time=us,
-                    account_id=account,
-                    team_id=data.team_id,
-                    project_id=data.project_id,
-                    job_id=data.job_id,
-                    run_id=data.run_id,
-                    kind=data.kind,
-                    level=data.level,
-                    message=data.message,
-                    error_type=data.error_type,
-                    error_message=data.error_message,
-                    stack_trace=data.stack_trace,
-                    source=event.source,
-                    event_id=event.id,
-                )
+                logs.append((event, us))
+                continue
             elif isinstance(data, r.JobDefinitionData):
-                _append(
-                    definitions.columns,
-                    account_id=account,
-                    team_id=data.team_id,
-                    project_id=data.project_id,
-                    job_id=data.job_id,
-                    kind=data.kind,
-                    name=data.name,
-                    schedule=data.schedule,
-                    status=data.status,
-                    typical_duration_ms=data.typical_duration_ms,
-                    is_deleted=1 if data.deleted else 0,
-                    event_time=us,
-                    source=event.source,
-                    event_id=event.id,
-                )
-        usage_parts: list[pa.Table] = []
-        batched_positions: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        if batched.events:
-            version = fast.version if fast is not None else ""
-            table, batched_positions, left = batched.table(version)
-            if table is not None:
-                usage_parts.append(table)
-            for event, us, position in left:  # what numpy could not price: one by one
-                zone, plan = infos[event.account_id]
-                rating = self.rate(event, plan, us)
-                assert rating is not None  # a model call is always usage
-                self._usage_row(usage, offsets, event, rating, us, zone)
-                positions.append(position)
-        if len(usage):
-            usage_parts.insert(0, usage.arrow(offsets))
-        usage_table: pa.Table | None = None
-        if len(usage_parts) == 1 and (not batched.events or not len(usage)):
-            usage_table = usage_parts[0]  # made in request order already
-        elif usage_parts:
-            # Back to request order, so the writer keeps the first of repeated ids.
-            order = np.argsort(
-                np.concatenate([np.array(positions, dtype=np.int64), batched_positions]),
-                kind="stable",
-            )
-            usage_table = pa.concat_tables(usage_parts).take(pa.array(order))
+                definitions.append((event, us))
+                continue
+            elif isinstance(data, r.JobRunData):
+                runs.append((event, us))
+            rating = rater.units(event, plan, us)
+            if rating is not None:
+                rated.append((position, event, rating, us, zone))
         tables: dict[str, pa.Table] = {}
-        for name, table in (
-            ("job_definition_events", definitions),
-            ("job_run_events", runs),
-            ("job_logs", logs),
-        ):
-            if len(table):
-                tables[name] = table.arrow()
-        if usage_table is not None:
-            tables["usage_events"] = usage_table
+        if definitions:
+            tables["job_definition_events"] = _definition_table(definitions)
+        if runs:
+            tables["job_run_events"] = _run_table(runs)
+        if logs:
+            tables["job_logs"] = _log_table(logs)
+        unpriced: Counter[tuple[str, str]] = Counter()
+        usage = self._usage_table(batched, rated, infos)
+        for _, _, rating, _, _ in rated:
+            if not rating.priced:
+                unpriced[rating.kind, rating.unpriced_reason] += 1
+        if usage is not None:
+            tables["usage_events"] = usage
         return Built(tables, unpriced)
 
-    def _usage_row(
-        self,
-        usage: _Table,
-        offsets: list[int],
-        event: r.Event,
-        rating: UnitRating,
-        us: int,
-        zone: ZoneInfo,
-    ) -> None:
-        u = usage.columns
-        data = event.data
-        u["source"].append(event.source)
-        u["event_id"].append(event.id)
-        u["event_type"].append(event.type)
-        u["kind"].append(rating.kind)
-        u["event_time"].append(us)
-        u["local_date"].append(self._zones.local_day(zone, us))
-        u["account_id"].append(event.account_id)
-        u["team_id"].append(data.team_id)
-        u["project_id"].append(data.project_id)
-        u["user_id"].append(data.user_id)
-        u["item"].append(rating.item)
-        u["provider"].append(rating.provider)
-        u["job_id"].append(getattr(data, "job_id", ""))
-        u["run_id"].append(getattr(data, "run_id", ""))
-        line_columns = [u[name] for name in _LINE_FIELDS]
-        for line in rating.lines:
-            for column, value in zip(line_columns, line, strict=True):
-                column.append(value)
-        offsets.append(offsets[-1] + len(rating.lines))
-        u["credits"].append(rating.credits)
-        u["usd"].append(rating.usd)
-        u["priced"].append(1 if rating.priced else 0)
-        u["unpriced_reason"].append(rating.unpriced_reason)
-        u["price_version"].append(rating.price_version)
-        u["attributes"].append(_ATTRIBUTES.encode(data))
+    def _usage_table(
+        self, batched: _Batched, rated: list[_Rated], infos: dict[str, tuple[ZoneInfo, str]]
+    ) -> pa.Table | None:
+        """The usage rows in request order, so the writer keeps the first of repeated ids."""
+        parts: list[pa.Table] = []
+        positions: list[npt.NDArray[np.int64]] = []
+        if batched.events:
+            table, batched_positions, left = batched.table(self.rater.version)
+            if table is not None:
+                parts.append(table)
+                positions.append(batched_positions)
+            for event, us, position in left:  # what numpy could not price: one by one
+                zone, plan = infos[event.account_id]
+                rating = self.rater.units(event, plan, us)
+                assert rating is not None  # a model call is always usage
+                rated.append((position, event, rating, us, zone))
+        if rated:
+            rated.sort(key=lambda row: row[0])
+            parts.append(self._rated_table(rated))
+            positions.append(np.array([row[0] for row in rated], dtype=np.int64))
+        if len(parts) < 2:
+            return parts[0] if parts else None
+        order = np.argsort(np.concatenate(positions), kind="stable")
+        return pa.concat_tables(parts).take(pa.array(order))
 
-    @staticmethod
-    def _run_rows(
-        columns: dict[str, list[Any]], event: r.Event, data: r.JobRunData, us: int
-    ) -> None:
-        row = {
-            "account_id": event.account_id,
-            "team_id": data.team_id,
-            "project_id": data.project_id,
-            "job_id": data.job_id,
-            "run_id": data.run_id,
-            "kind": data.kind,
-            "status": data.status,
-            "status_rank": r.run_status_rank(data.status),
-            "event_time": us,
-            "source": event.source,
-            "event_id": event.id,
-            "error_type": data.error_type,
-            "error_message": data.error_message,
+    def _rated_table(self, rated: list[_Rated]) -> pa.Table:
+        """usage_events rows of events rated one by one, column by column."""
+        local_day = self._zones.local_day
+        events = [row[1] for row in rated]
+        ratings = [row[2] for row in rated]
+        times = [row[3] for row in rated]
+        datas = [event.data for event in events]
+        lines = [line for rating in ratings for line in rating.lines]
+        line_columns = list(zip(*lines, strict=True)) if lines else [()] * len(_LINE_FIELDS)
+        offsets = [0, *itertools.accumulate(len(rating.lines) for rating in ratings)]
+        columns: dict[str, Sequence[Any]] = {
+            "source": [event.source for event in events],
+            "event_id": [r.charge_id(event) for event in events],
+            "event_type": [event.type for event in events],
+            "kind": [rating.kind for rating in ratings],
+            "event_time": times,
+            "local_date": [local_day(zone, us) for _, _, _, us, zone in rated],
+            "account_id": [event.account_id for event in events],
+            "team_id": [data.team_id for data in datas],
+            "project_id": [data.project_id for data in datas],
+            "user_id": [data.user_id for data in datas],
+            "item": [rating.item for rating in ratings],
+            "provider": [rating.provider for rating in ratings],
+            "job_id": [getattr(data, "job_id", "") for data in datas],
+            "run_id": [getattr(data, "run_id", "") for data in datas],
+            **dict(zip(_LINE_FIELDS, line_columns, strict=True)),
+            "credits": [rating.credits for rating in ratings],
+            "usd": [rating.usd for rating in ratings],
+            "priced": [1 if rating.priced else 0 for rating in ratings],
+            "unpriced_reason": [rating.unpriced_reason for rating in ratings],
+            "price_version": [rating.price_version for rating in ratings],
+            "attributes": [_ATTRIBUTES.encode(data) for data in datas],
         }
-        _append(columns, **row)
+        schema = SCHEMAS["usage_events"]
+        return _arrow(schema, [columns[name] for name in schema.names], offsets)
+
+
+def _definition_table(definitions: list[_Timed]) -> pa.Table:
+    rows = [
+        (
+            event.account_id,
+            data.team_id,
+            data.project_id,
+            data.job_id,
+            data.kind,
+            data.name,
+            data.schedule,
+            data.status,
+            data.typical_duration_ms,
+            1 if data.deleted else 0,
+            us,
+            event.source,
+            event.id,
+        )
+        for event, us in definitions
+        if isinstance(data := event.data, r.JobDefinitionData)
+    ]
+    return _from_rows(SCHEMAS["job_definition_events"], rows)
+
+
+def _run_table(runs: list[_Timed]) -> pa.Table:
+    rows: list[tuple[Any, ...]] = []
+    for event, us in runs:
+        data = event.data
+        assert isinstance(data, r.JobRunData)
+        head = (event.account_id, data.team_id, data.project_id, data.job_id, data.run_id)
+        rank = r.run_status_rank(data.status)
+        status = (data.kind, data.status, rank, us, event.source, event.id)
+        rows.append((*head, *status, data.error_type, data.error_message))
         if data.started_at is not None and data.status != "running":
-            # As event_rows: a final event that carries its start also records the start.
-            _append(
-                columns,
-                **{
-                    **row,
-                    "status": "running",
-                    "status_rank": r.run_status_rank("running"),
-                    "event_time": epoch_microseconds(data.started_at),
-                    "event_id": f"{event.id}#started",
-                    "error_type": "",
-                    "error_message": "",
-                },
-            )
+            # A final event that carries its start also records the start, so runs are
+            # complete even when the platform never sent the `running` event.
+            started = epoch_microseconds(data.started_at)
+            start = (data.kind, "running", _RUNNING_RANK, started, event.source)
+            rows.append((*head, *start, f"{event.id}#started", "", ""))
+    return _from_rows(SCHEMAS["job_run_events"], rows)
 
 
-def _append(columns: dict[str, list[Any]], **values: Any) -> None:
-    for name, value in values.items():
-        columns[name].append(value)
+def _log_table(logs: list[_Timed]) -> pa.Table:
+    rows = [
+        (
+            us,
+            event.account_id,
+            data.team_id,
+            data.project_id,
+            data.job_id,
+            data.run_id,
+            data.kind,
+            data.level,
+            data.message,
+            data.error_type,
+            data.error_message,
+            data.stack_trace,
+            event.source,
+            event.id,
+        )
+        for event, us in logs
+        if isinstance(data := event.data, r.JobLogData)
+    ]
+    return _from_rows(SCHEMAS["job_logs"], rows)
 
 
 class _Batched:

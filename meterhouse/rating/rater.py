@@ -1,24 +1,28 @@
-"""Rating at ingest speed: the same results as :func:`rate`, without re-deriving prices.
+"""The rating step of every writer of events: ``rate``'s results at ingest speed.
 
-``rate`` resolves the model, walks genai-prices' price objects and cross-checks every quote
-against ``calc_price``: about 0.1 ms per event, most of it spent recomputing the same
-prices. :class:`FastRater` does that work once per (model, provider, price period, tier,
-plan, account) and keeps the resolved unit prices as exact fixed-point integers; an
-event's lines are then a few integer multiplications, rounded half-even to the 1e-12 of a
-``Decimal(38, 12)`` column exactly as ``rate`` rounds.
+The price rules are written once, in meterhouse/rating/rate.py: ``rate`` prices one event
+from the catalog and the price book (the job and API rules are functions there that this
+module calls too). ``rate`` resolves the model, walks genai-prices' price objects and
+cross-checks every quote against ``calc_price``: about 0.1 ms per event, most of it spent
+recomputing the same prices. :class:`Rater` does that work once per (model, provider,
+price period, tier, plan, account), checks the result against ``rate`` on probes that
+span the tier region (``_verified``), and keeps the unit prices as exact fixed-point
+integers; an event's lines are then a few integer multiplications, rounded half-even to
+the 1e-12 of a ``Decimal(38, 12)`` column exactly as ``rate`` rounds. A model the catalog
+does not know is remembered as unknown, so its calls cost no ``rate`` each.
 
-Amounts come out as integers in units of 1e-12 (:class:`UnitRating`): the ingest path
-stores them without making a Decimal per value. :meth:`FastRater.__call__` turns them into
-the very ``Rating`` that ``rate`` returns (tests/durability/test_fast_rating.py checks
-equality on random events over the whole catalog).
+Amounts come out as integers in units of 1e-12 (:class:`UnitRating`): the column builder
+stores them without making a Decimal per value. :meth:`Rater.rating` turns them into the
+very ``Rating`` that ``rate`` returns (tests/rating/test_rater.py checks equality on
+random events over the whole catalog).
 
 ``batch_lines`` prices many model calls at once with numpy (the column builder's path for
 calls whose prices are cached): the same integers, tested against ``_compute`` call by call.
 
-What is not on the fast path is handed to ``rate`` itself: unknown models and plans,
-negative counts, usage a model has no price for, price periods bounded by constraints this
-module does not evaluate, and any (model, period, tier) whose probes disagree with
-``rate`` (see ``_verified``): the fast path is only ever an accelerator of ``rate``.
+What is not cached is handed to ``rate`` itself: unknown plans, negative counts, usage a
+model has no price for, price periods bounded by constraints this module does not
+evaluate, finished runs without a duration, and any (model, period, tier) whose probes
+disagree with ``rate``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ from meterhouse.rating.catalog import (
 )
 from meterhouse.rating.money import CONTEXT
 from meterhouse.rating.price_book import PriceBook
-from meterhouse.rating.rate import UNKNOWN_MODEL, rate
+from meterhouse.rating.rate import (
+    UNKNOWN_MODEL,
+    api_credits_per_call,
+    job_credits_per_second,
+    rate,
+)
 
 SCALE_DIGITS: Final = 12
 ONE: Final = 10**SCALE_DIGITS  # 1.0 in units of 1e-12
@@ -338,8 +347,10 @@ class _LinePrice(NamedTuple):
 _Lines = tuple[_LinePrice, ...]  # in _MODEL_TYPES order
 
 
-class FastRater:
-    """``rate`` with memoized prices. Thread-safe: caches only grow or are swapped whole."""
+class Rater:
+    """``rate`` with memoized prices: the rating step of every writer of events.
+
+    Thread-safe: caches only grow or are swapped whole."""
 
     def __init__(self, catalog: Catalog, book: PriceBook) -> None:
         self.catalog = catalog
@@ -352,8 +363,13 @@ class FastRater:
         self._jobs: dict[tuple[str, str], tuple[Scaled, int] | None] = {}
         self._api: dict[tuple[str, str], tuple[int, int]] = {}
 
-    def __call__(self, event: r.Event, plan: str, account_id: str) -> r.Rating | None:
-        """The Rater protocol (meterhouse.processing.pipeline.Rater): equal to ``rate``."""
+    @classmethod
+    def default(cls) -> Rater:
+        """The service's rater: the bundled LLM catalog and the shipped price book."""
+        return cls(Catalog.load(), PriceBook.load())
+
+    def rating(self, event: r.Event, plan: str) -> r.Rating | None:
+        """The Rating of ``event`` for ``plan``, equal to ``rate``'s (None: not usage)."""
         rated = self.units(event, plan, epoch_microseconds(event.time))
         return rated.to_rating() if rated is not None else None
 
@@ -407,7 +423,8 @@ class FastRater:
         if prices is None and name not in self._models:
             prices = self._remember_model(name)
         if prices is None:
-            return None
+            # Remembered as unknown: its quantities without a price, no rate() per call.
+            return self._unknown_model(data) if name in self._unknown else None
         if (
             min(
                 data.input_tokens,
@@ -659,16 +676,8 @@ class FastRater:
 
     def _remember_job(self, key: tuple[str, str]) -> tuple[Scaled, int] | None:
         account_id, kind = key
-        terms = self.book.terms(account_id)
         with localcontext(CONTEXT):
-            override = terms.override("job", kind, "compute_seconds")
-            list_rate = self.book.job_rate(kind)
-            if override is not None:
-                per_second: Decimal | None = override
-            elif list_rate is not None:
-                per_second = list_rate * terms.discount_factor
-            else:
-                per_second = None
+            per_second = job_credits_per_second(self.book.terms(account_id), self.book, kind)
         value = (
             (amount_times(per_second), _units_of_price(per_second))
             if per_second is not None
@@ -685,12 +694,7 @@ class FastRater:
         if price is None:
             terms = self.book.terms(event.account_id)
             with localcontext(CONTEXT):
-                override = terms.override("api", data.route, "call")
-                per_call = (
-                    override
-                    if override is not None
-                    else self.book.api_credits_per_call * terms.discount_factor
-                )
+                per_call = api_credits_per_call(terms, self.book, data.route)
             price = (scaled(per_call)(1), _units_of_price(per_call))
             if len(self._api) >= MAX_CACHED:
                 self._api = {}

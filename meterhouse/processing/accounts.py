@@ -1,24 +1,18 @@
-"""decode -> validate -> rate -> rows: the part of the path that needs the account.
+"""Each account's time zone and plan, which decide an event's local date and its price.
 
-Collectors hand validated events to ``Pipeline.rows``; the result goes to the writer (or,
-with durability on, to the spool first). Account time zone and plan are looked up once
-per account and cached: they decide the local date and the price.
+Looked up once per account and cached (meterhouse.processing.columns asks for every
+event it lays out).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from meterhouse import records as r
-from meterhouse.processing.rows import TableRows, event_rows
 from meterhouse.store.base import Store
-
-Rater = Callable[[r.Event, str, str], r.Rating | None]
-"""(event, plan, account id) -> rating, or None when the event is not usage."""
 
 
 @dataclass(frozen=True)
@@ -69,20 +63,3 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-class Pipeline:
-    def __init__(
-        self, store: Store, rater: Rater, *, account_cache_seconds: float | None = None
-    ) -> None:
-        self.accounts = AccountDirectory(store, max_age_seconds=account_cache_seconds)
-        self.rater = rater
-
-    def rows(self, events: Iterable[r.Event]) -> TableRows:
-        out: TableRows = []
-        for event in events:
-            info = self.accounts.get(event.account_id)
-            rating = self.rater(event, info.plan, event.account_id)
-            local = event.time.astimezone(info.time_zone).date()
-            out.extend(event_rows(event, rating, local))
-        return out

@@ -1,5 +1,5 @@
-"""The fast decode path accepts nothing that decode_events refuses, and yields the same
-events for what it accepts."""
+"""The decoder's two steps agree: whatever the one-call step decides about a body (events,
+or errors naming index and field), the element-by-element step decides the same."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors import cloudevents as ce
-from collectors import fast_decode
 from collectors.validate import Limits
 from meterhouse.demo.generator import generate
 from meterhouse.demo.via_api import cloud_event
@@ -108,12 +107,25 @@ def bodies(draw: st.DrawFn) -> list[Any]:
     return events
 
 
-def test_valid_demo_batches_take_the_fast_path() -> None:
+def _both(body: bytes, media: str, api_key: ApiKey) -> tuple[Any, ce.Decoded | None]:
+    """(one-call step, element-by-element step); None where the body is not events."""
+    try:
+        typed = ce.decode_typed(body, media, api_key, NOW, LIMITS)
+    except ce.BodyError:
+        typed = None
+    try:
+        each = ce.decode_elements(body, media, api_key, NOW, LIMITS)
+    except ce.BodyError:
+        each = None
+    return typed, each
+
+
+def test_valid_demo_batches_take_the_one_call_step() -> None:
     body = msgspec.json.encode(EVENTS[:50])
-    slow = ce.decode_events(body, ce.BATCH, KEYS[0], NOW, LIMITS)
-    fast = fast_decode.decode_valid(body, ce.BATCH, KEYS[0], NOW, LIMITS)
-    assert not slow.errors
-    assert fast == slow.events
+    typed, each = _both(body, ce.BATCH, KEYS[0])
+    assert each is not None and not each.errors
+    assert typed == each
+    assert ce.decode_events(body, ce.BATCH, KEYS[0], NOW, LIMITS) == each
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,29 +135,19 @@ def test_valid_demo_batches_take_the_fast_path() -> None:
     media=st.sampled_from(ce.MEDIA_TYPES),
     single=st.booleans(),
 )
-def test_fast_path_never_accepts_what_decode_events_refuses(
+def test_both_steps_say_the_same(
     events: list[Any], api_key: ApiKey, media: str, single: bool
 ) -> None:
     body = msgspec.json.encode(events[0] if single else events)
-    fast = fast_decode.decode_valid(body, media, api_key, NOW, LIMITS)
-    slow = ce.decode_events(body, media, api_key, NOW, LIMITS) if _splits(body, media) else None
-    if fast is not None:
-        assert slow is not None and not slow.errors and not slow.invalid
-        assert fast == slow.events
-
-
-def _splits(body: bytes, media: str) -> bool:
-    try:
-        ce.split_body(body, media, LIMITS.max_batch_events)
-    except ce.BodyError:
-        return False
-    return True
+    typed, each = _both(body, media, api_key)
+    if typed is not None:
+        assert typed == each  # same events, same errors, types, indexes and reasons
 
 
 def test_every_single_mutation_of_every_event_type() -> None:
     """Each mutation alone, on one event of each type, under each key: exhaustive."""
     samples = {event["type"]: event for event in EVENTS}
-    checked = accepted = 0
+    checked = accepted = refused = 0
     for event_type, sample in samples.items():
         fields = {"unknown_field", *DATA_TYPES[event_type].__struct_fields__}
         for place, field, values in MUTATIONS:
@@ -160,13 +162,13 @@ def test_every_single_mutation_of_every_event_type() -> None:
                     where[field] = value
                 body = msgspec.json.encode([event])
                 for api_key in KEYS:
-                    fast = fast_decode.decode_valid(body, ce.BATCH, api_key, NOW, LIMITS)
+                    typed, each = _both(body, ce.BATCH, api_key)
                     checked += 1
-                    if fast is None:
+                    if typed is None:
                         continue
-                    accepted += 1
-                    slow = ce.decode_events(body, ce.BATCH, api_key, NOW, LIMITS)
-                    assert not slow.errors, (event_type, field, value, slow.errors)
-                    assert fast == slow.events, (event_type, field, value)
+                    assert typed == each, (event_type, field, value)
+                    accepted += not typed.errors
+                    refused += bool(typed.errors)
     assert checked > 1000
-    assert accepted > 50  # valid variants exist, and they take the fast path
+    assert accepted > 50  # valid variants exist, and they take the one-call step
+    assert refused > 200  # so do invalid ones whose types are right

@@ -1,4 +1,4 @@
-"""FastRater equals rate(): on random events over the whole catalog, with contracts."""
+"""The shipped Rater equals rate(): on random events over the whole catalog, with contracts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from meterhouse import records as r
 from meterhouse.rating import Catalog, PriceBook, rate
-from meterhouse.rating.fast import FastRater, batch_lines, from_rating
+from meterhouse.rating.rater import Rater, batch_lines, from_rating
 
 BOOK = """
 version = "test-book"
@@ -66,10 +66,10 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @cache
-def world() -> tuple[Catalog, PriceBook, FastRater, list[tuple[str, str]]]:
+def world() -> tuple[Catalog, PriceBook, Rater, list[tuple[str, str]]]:
     catalog, book = Catalog.load(), PriceBook.parse(BOOK)
     names = [(m.model_id, m.provider) for m in catalog.models()]
-    return catalog, book, FastRater(catalog, book), names
+    return catalog, book, Rater(catalog, book), names
 
 
 def model_names() -> st.SearchStrategy[tuple[str, str]]:
@@ -135,7 +135,7 @@ def _event(kind: str, data: r.EventData, at: datetime, account: str) -> r.Event:
 def test_fast_rating_equals_rate(event: r.Event, plan: str) -> None:
     catalog, book, fast, _ = world()
     expected = rate(event, plan=plan, catalog=catalog, book=book)
-    got = fast(event, plan, event.account_id)
+    got = fast.rating(event, plan)
     assert got == expected
     if expected is not None:
         assert got is not None
@@ -155,7 +155,7 @@ def _amounts(rating: r.Rating) -> list[Decimal]:
 def test_the_fast_path_is_taken_for_the_usual_models() -> None:
     """Equality alone would also hold if everything fell back to rate()."""
     catalog, book, _, _ = world()
-    fast = FastRater(catalog, book)
+    fast = Rater(catalog, book)
     models = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-20250514", "gemini-2.5-flash")
     for model in models:
         data = r.ModelCallData(model=model, input_tokens=1000, output_tokens=50)
