@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -34,7 +34,6 @@ import pyarrow as pa
 from exporters.claims import claim, first_of_each_key
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
-from meterhouse.store.arrow_types import arrow_schema_for
 from meterhouse.store.base import Store
 
 log = get_logger(__name__)
@@ -67,8 +66,6 @@ CLUSTER_CLAIM_SETTINGS: Final[Mapping[str, Any]] = {
     "select_sequential_consistency": 1,
 }
 
-Row = Mapping[str, Any]
-
 
 @dataclass
 class WriteResult:
@@ -98,7 +95,6 @@ class ClickHouseWriter:
         self.store = store
         self.claim_settings = {**INSERT_SETTINGS, **(CLUSTER_CLAIM_SETTINGS if cluster else {})}
         self._lock = threading.Lock()  # one batch at a time from the threads of a process
-        self._schemas: dict[str, pa.Schema] = {}
 
     def write_tables(
         self,
@@ -166,31 +162,3 @@ class ClickHouseWriter:
             result.error = f"{type(exc).__name__}: {exc}"
         result.seconds = time.perf_counter() - started
         return result
-
-    def write(self, table_rows: Iterable[tuple[str, Row]]) -> WriteResult:
-        """(table, row dict) pairs, laid out as Arrow by the tables' own column types and
-        written by ``write_tables``: the same claims, tokens and order."""
-        by_table: dict[str, list[Row]] = {}
-        for table, row in table_rows:
-            by_table.setdefault(table, []).append(row)
-        try:
-            tables = {name: self._arrow(name, rows) for name, rows in by_table.items()}
-        except (StoreError, ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
-            return WriteResult(ok=False, error=f"{type(exc).__name__}: {exc}")
-        return self.write_tables(tables)
-
-    def _arrow(self, table: str, rows: list[Row]) -> pa.Table:
-        if table not in self._schemas:
-            described = self.store.query(f"DESCRIBE TABLE {table}")
-            self._schemas[table] = arrow_schema_for(
-                [
-                    (str(row["name"]), str(row["type"]))
-                    for row in described.dicts()
-                    if row["default_type"] not in ("MATERIALIZED", "ALIAS")
-                ]
-            )
-        schema = self._schemas[table]
-        names = list(rows[0])
-        return pa.table(
-            {name: pa.array([row[name] for row in rows], schema.field(name).type) for name in names}
-        )

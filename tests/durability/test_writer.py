@@ -102,18 +102,3 @@ def test_a_batch_that_lost_its_claims_race_writes_nothing(migrated_any_store: St
     assert one.write_tables(tables(store, "r1", "r2"), token="replica-1:a").ok
     assert stored(store) == {("acme", k): 1 for k in ("r1", "r2", "r3")}
     assert daily_events(store) == 3
-
-
-def test_the_row_writer_goes_through_the_same_claims(migrated_any_store: Store) -> None:
-    store = migrated_any_store
-    writer = ClickHouseWriter(store)
-    assert writer.write_tables(tables(store, "p")).ok
-    row = store.query("SELECT * FROM usage_events WHERE event_id = 'p'")
-    legacy = [("usage_events", dict(zip(row.column_names, row.rows[0], strict=True)))]
-    legacy[0][1].pop("ingested_at")
-    legacy[0][1]["attributes"] = '{"re-sent": true}'  # another delivery of the same event
-    result = writer.write(legacy)
-    assert result.ok and result.duplicates == 1 and not result.written
-    # The very same batch written again is a retry: the engine drops its blocks.
-    assert writer.write(legacy).ok
-    assert stored(store) == {("acme", "p"): 1}
