@@ -4,11 +4,11 @@ An event is identified by (account_id, source, event_id) within its table, so on
 account's events never drop, overwrite or shadow another's, even under a shared source.
 Before a batch's rows are inserted, the writer inserts one claim per key into
 ``event_claims`` (migration 0050) in one INSERT named by the batch's token, then asks which
-keys it won: those whose earliest claim, by the engine's ``_block_number`` (the order in
-which inserts into the table committed), is its own. Any writer that reads a key's claims
-after its own claim committed sees every earlier claim, so all writers agree on the
-winner without a lock, whichever process or replica they run in. docs/durability.md
-explains why this holds on one node and what a cluster needs.
+keys it lost: those with a claim of a lower ``_block_number`` (the engine numbers the
+inserts into a table in the order they commit; a batch's claims are one block). Any
+writer that reads a key's claims after its own claim committed sees every earlier claim,
+so all writers agree on the winner without a lock, whichever process or replica they
+run in. docs/durability.md explains why this holds on one node and what a cluster needs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from meterhouse.errors import StoreError
 from meterhouse.store.base import Store
 
 CLAIMS_TABLE: Final = "event_claims"
@@ -31,17 +32,30 @@ KEY_COLUMNS: Final = ("account_id", "source", "event_id")
 # from the batch's oldest acceptance on, less this margin (clock steps on the host).
 CLAIM_TIME_MARGIN: Final = timedelta(hours=1)
 
-WON_SQL: Final = f"""
-SELECT table_name, account_id, source, event_id,
-    argMin(attempt, (_block_number, _block_offset)) = {{attempt:String}} AS first_attempt
+# One block per claims insert, whatever its size: every claim of a batch then has the
+# batch's one block number, and "claimed before this batch" is a comparison with it.
+ONE_BLOCK: Final[Mapping[str, Any]] = {
+    "min_insert_block_size_rows": 1_000_000_000,
+    "min_insert_block_size_bytes": 1 << 40,
+    "max_insert_block_size": 1_000_000_000,
+}
+_MINE: Final = f"""
+FROM {CLAIMS_TABLE}
+WHERE claimed_at >= {{since:DateTime64(3)}} AND claim = {{claim:String}}"""
+# This batch's claims: whether this write made them (else an earlier write of the same
+# batch did: a replay), and their block.
+MINE_SQL: Final = f"""
+SELECT countIf(attempt = {{attempt:String}}), count(), min(_block_number), max(_block_number)
+{_MINE}"""
+# Keys of this batch that another batch claimed first. Re-deliveries are rare, so this
+# answer is small; the keys this batch won are all the others.
+LOST_SQL: Final = f"""
+SELECT DISTINCT table_name, account_id, source, event_id
 FROM {CLAIMS_TABLE}
 WHERE (table_name, account_id, source, event_id) IN (
-    SELECT table_name, account_id, source, event_id
-    FROM {CLAIMS_TABLE}
-    WHERE claimed_at >= {{since:DateTime64(3)}} AND claim = {{claim:String}}
+    SELECT table_name, account_id, source, event_id {_MINE}
 )
-GROUP BY table_name, account_id, source, event_id
-HAVING argMin(claim, (_block_number, _block_offset)) = {{claim:String}}
+AND _block_number < {{block:UInt64}}
 """
 _SEPARATOR: Final = "\x1f"  # cannot occur in a validated account, source or id
 
@@ -119,21 +133,31 @@ def claim(
     if claims.num_rows == 0:
         return Claimed(dict(tables), {})
     store.insert_arrow(
-        CLAIMS_TABLE, claims, settings={**settings, "insert_deduplication_token": f"{token}:claims"}
+        CLAIMS_TABLE,
+        claims,
+        settings={**settings, **ONE_BLOCK, "insert_deduplication_token": f"{token}:claims"},
     )
-    won = store.query_arrow(
-        WON_SQL,
-        {"claim": token, "attempt": attempt, "since": min(since, now) - CLAIM_TIME_MARGIN},
-    )
+    mine = {"claim": token, "since": min(since, now) - CLAIM_TIME_MARGIN}
+    fresh, total, first_block, last_block = store.query(
+        MINE_SQL, {**mine, "attempt": attempt}
+    ).rows[0]
+    if total < claims.num_rows:
+        # The claims just written are not all visible: nothing is written, the caller
+        # retries the batch under its token.
+        raise StoreError(f"claims of batch {token}: wrote {claims.num_rows}, found {total}")
+    # Two blocks of one token: the batch was claimed again after its first claims left
+    # the deduplication window (docs/durability.md, "Limits of the window"). The first
+    # block is the batch's place in the order.
+    lost = store.query_arrow(LOST_SQL, {**mine, "block": int(first_block)})
+    fresh = fresh if first_block == last_block else 0
     kept: dict[str, pa.Table] = {}
     replayed: dict[str, int] = {}
     for name, rows in tables.items():
-        if won.num_rows == 0:
-            kept[name] = rows.slice(0, 0)
-            continue
-        mine = won.filter(pc.equal(won.column("table_name"), name))
-        kept[name] = rows.filter(pc.is_in(joined_keys(rows), value_set=joined_keys(mine)))
-        firsts = pc.sum(pc.cast(mine.column("first_attempt"), pa.int64())).as_py() or 0
-        if mine.num_rows > firsts:
-            replayed[name] = mine.num_rows - firsts
+        taken = lost.filter(pc.equal(lost.column("table_name"), name)) if lost.num_rows else lost
+        won = rows
+        if taken.num_rows:
+            won = rows.filter(pc.invert(pc.is_in(joined_keys(rows), value_set=joined_keys(taken))))
+        kept[name] = won
+        if not fresh and won.num_rows:  # claimed by an earlier write of this batch
+            replayed[name] = won.num_rows
     return Claimed(kept, replayed)
