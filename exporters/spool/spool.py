@@ -38,6 +38,7 @@ from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
 from exporters.spool import codec
 from exporters.spool.log import Position, SegmentLog, SpoolError, SpoolFullError
 from exporters.spool.metrics import SpoolMetrics
+from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
 
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ log = get_logger(__name__)
 LINGER_SECONDS: Final = 0.05  # a small batch waits this long for company
 READ_BYTES: Final = 256 * 1024 * 1024  # most bytes of records read for one drain batch
 PACE_MAX_SECONDS: Final = 2.0  # longest a request waits so (then it is spooled anyway)
+RELEASE_EVERY_SECONDS: Final = 5.0  # at most this often the store frees its cached memory
 BACKOFF_FIRST: Final = 0.2
 BACKOFF_MAX: Final = 10.0
 SPOOL_ID_FILE: Final = "spool-id"
@@ -159,6 +161,7 @@ class Spool:
         self.spool_id = _spool_id(directory)
         self._inflight_path = directory / INFLIGHT_FILE
         self._attempt: _Inflight | None = None  # the batch the last write attempt was for
+        self._released = 0.0
         self.metrics = SpoolMetrics(
             registry,
             pending_bytes=lambda: float(self.log.pending_bytes()),
@@ -326,7 +329,19 @@ class Spool:
             self._oldest_ms = self._peek_created(self.log.checkpoint)
         with self._drained:
             self._drained.notify_all()
+        self._release_memory_when_idle(batch.end)
         return batch.end
+
+    def _release_memory_when_idle(self, drained: Position) -> None:
+        """After the drain caught up, let the store return insert buffers to the system,
+        so the service's memory falls back after a burst instead of staying at its peak."""
+        now = time.monotonic()
+        if self.log.durable <= drained and now - self._released >= RELEASE_EVERY_SECONDS:
+            self._released = now
+            try:
+                self.writer.store.release_memory()
+            except StoreError as exc:
+                log.warning("could not release the store's cached memory", error=str(exc))
 
     def _collect(self, position: Position, stop: Position | None = None) -> _Batch | None:
         """Durable records from ``position``, up to ``batch_rows`` rows (or exactly up to

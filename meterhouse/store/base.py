@@ -137,6 +137,11 @@ class Store(abc.ABC):
     ) -> pa.Table:
         """Run a query and return its rows as one Arrow table (strings as ``string``)."""
 
+    def release_memory(self) -> None:
+        """Give memory the engine keeps cached back to the system (after a burst of
+        inserts). A server manages its own memory: nothing to do."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the connection or the embedded engine."""

@@ -45,7 +45,8 @@ def inline_params(sql: str, params: Mapping[str, Any] | None) -> str:
             raise StoreError(f"query parameter {name!r} has no value")
         value = values[name]
         if _INTEGER.match(kind):
-            return str(int(value))  # LIMIT wants a plain number
+            # Typed as the placeholder says, as the server binds it (LIMIT takes it too).
+            return f"CAST({int(value)} AS {kind})"
         return f"CAST({format_query_value(normalize_param(value))} AS {kind})"
 
     return _PARAM.sub(literal, sql)

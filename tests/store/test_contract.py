@@ -587,3 +587,10 @@ def test_second_process_gets_store_locked_error(make_store: StoreFactory) -> Non
     assert "one process owns it at a time" in outcome["message"]
     # the holder is unharmed
     assert held.query("SELECT 1").scalar() == 1
+
+
+def test_release_memory_is_safe_at_any_time(store: Store) -> None:
+    create_simple_table(store)
+    store.insert("simple", {"id": [1], "name": ["a"]})
+    store.release_memory()
+    assert count_rows(store, "simple") == 1
