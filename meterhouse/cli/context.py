@@ -20,21 +20,6 @@ from meterhouse.store.service_backend import ServiceStore
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def global_options(func: F) -> F:
-    options = [
-        click.option(
-            "--clickhouse-url",
-            help="Store to use (MH_CLICKHOUSE_URL): chdb:///dir for the embedded engine, "
-            "http(s)://user:pass@host:8123/db for a server.",
-        ),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
-        click.option("--log-format", type=click.Choice(["json", "console"])),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 @dataclass
 class CliContext:
     settings: Settings
