@@ -42,6 +42,19 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    quiet = logging.DEBUG if settings.log_level == "debug" else logging.WARNING
+    for name, level in _CHATTY.items():
+        logging.getLogger(name).setLevel(max(level, quiet))
+
+
+# Libraries that talk too much at info or warning: APScheduler logs two lines per job run
+# (every 15 s in `meterhouse run`), urllib3 and clickhouse-connect warn about each retry of
+# a connection the caller reports anyway. They are heard at --log-level debug.
+_CHATTY = {
+    "apscheduler": logging.WARNING,
+    "urllib3": logging.ERROR,
+    "clickhouse_connect.driver": logging.ERROR,
+}
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -13,6 +13,11 @@ from typing import Any
 
 import click
 
+from meterhouse.errors import MeterhouseError
+
+# Where `meterhouse sql` leaves the user's query, so errors can point into it.
+QUERY_META = "meterhouse.query"
+
 # name -> (module, attribute, one line of --help); the sections give the help its order.
 SECTIONS: dict[str, dict[str, tuple[str, str, str]]] = {
     "Start here": {
@@ -82,6 +87,14 @@ class LazyGroup(click.Group):
             ctx.fail(f"No such command {name!r}.{hint} `meterhouse --help` lists them all.")
         return super().resolve_command(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError:
+            raise
+        except (click.ClickException, MeterhouseError) as exc:
+            raise _explained(ctx, exc) from exc
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         shown: set[str] = set()
         for title, entries in SECTIONS.items():
@@ -123,6 +136,32 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     from meterhouse.cli.context import CliContext
 
     ctx.obj = CliContext.from_options(options)
+
+
+def _explained(ctx: click.Context, exc: click.ClickException | MeterhouseError) -> Exception:
+    """The failure as a ClickException whose message says what to do (cli/errors.py)."""
+    from meterhouse.cli.errors import explain
+
+    context = ctx.find_object(_context_type())
+    if context is None:
+        return exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
+    better = explain(
+        exc,
+        store_url=context.shown_store_url,
+        account_ids=context.account_ids,
+        query=str(ctx.meta.get(QUERY_META, "")),
+    )
+    if better is not None and context.store_was_missing() and "meterhouse migrate" in better:
+        better = context.no_store_message()
+    if better is None:
+        return exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
+    return click.ClickException(better)
+
+
+def _context_type() -> type[Any]:
+    from meterhouse.cli.context import CliContext
+
+    return CliContext
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import click
 
 from meterhouse import records as r
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_rows
+from meterhouse.cli.output import format_option, keep_limit, render_rows
 from meterhouse.errors import MeterhouseError
 from meterhouse.jobs import events as ev
 from meterhouse.jobs import queries
@@ -118,9 +118,10 @@ def runs(
     rows = _query(
         cli,
         lambda s: queries.job_runs(
-            s, job_id, account_id=account_id, status=status or "", limit=limit
+            s, job_id, account_id=account_id, status=status or "", limit=limit + 1
         ),
     )
+    rows = keep_limit(rows, limit, "runs", "raise --limit or filter by --status")
     columns = [
         "account", "run", "status", "queued_at", "started_at", "finished_at",
         "duration_s", "credits", "error_type", "error_message",
@@ -259,6 +260,13 @@ def events(
         end = ev.parse_since(until, now) if until else None
     except MeterhouseError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter(
+            f"{end:%Y-%m-%d %H:%M:%S} UTC is not after --since {start:%Y-%m-%d %H:%M:%S} UTC; "
+            "--since is the start of the window and --until its end (e.g. --since 2d "
+            "--until 1d)",
+            param_hint="--until",
+        )
     query = ev.LogQuery(
         run_id=run_id,
         job_id=job_id,
@@ -268,10 +276,11 @@ def events(
         since=start,
         until=end,
         search=search,
-        limit=limit,
+        limit=limit + 1,
         with_stack_trace=verbose,
     )
     rows = _query(cli, lambda s: ev.search_logs(s, query))
+    rows = keep_limit(rows, limit, "lines", "raise --limit or narrow --since/--until")
     columns = ["time", "account", "job", "run", "level", "message", "error_type", "error_message"]
     if verbose and fmt == "table":
         _echo_stories(rows)

@@ -61,3 +61,14 @@ def render_result(result: QueryResult, fmt: str) -> str:
 def render_dicts(items: Sequence[dict[str, Any]], fmt: str) -> str:
     columns = list(items[0]) if items else []
     return render_rows(columns, [list(item.values()) for item in items], fmt)
+
+
+def keep_limit(rows: Sequence[Any], limit: int, what: str, hint: str) -> list[Any]:
+    """The first ``limit`` of rows fetched with limit + 1; says on stderr when more exist.
+
+    stderr, so the table, CSV or JSON on stdout stays whole for programs.
+    """
+    if len(rows) <= limit:
+        return list(rows)
+    click.echo(f"note: showing the first {limit} {what}; more match: {hint}", err=True)
+    return list(rows[:limit])

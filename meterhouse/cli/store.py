@@ -9,6 +9,7 @@ import click
 import requests
 
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
+from meterhouse.cli import QUERY_META
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_result, render_rows
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
@@ -85,6 +86,7 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
     """
     text = query if query not in (None, "-") else sys.stdin.read()
     assert text is not None
+    click.get_current_context().meta[QUERY_META] = text
     limits = AdhocLimits(cli.settings.sql_max_rows, cli.settings.sql_max_seconds)
     try:
         store = open_store(cli.settings)

@@ -16,7 +16,7 @@ from meterhouse.access.clickhouse_sync import sync_clickhouse
 from meterhouse.access.grafana_sync import sync_grafana
 from meterhouse.access.roles import ROLE_SUMMARY, ROLES
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.output import format_option, keep_limit, render_dicts
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.store.base import Store
@@ -310,7 +310,8 @@ def audit_cmd(cli: CliContext, account_id: str, limit: int, fmt: str) -> None:
       meterhouse users audit --account acme
       meterhouse users audit --limit 500 --format json
     """
-    found = _with_store(cli, lambda s: u.audit_entries(s, account_id, limit=limit))
+    found = _with_store(cli, lambda s: u.audit_entries(s, account_id, limit=limit + 1))
+    found = keep_limit(found, limit, "entries", "raise --limit or give --account")
     click.echo(render_dicts(found, fmt) if found else "no audit entries")
 
 
