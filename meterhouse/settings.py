@@ -9,6 +9,7 @@ configuration.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -264,6 +265,14 @@ def settings_markdown() -> str:
     for variable, default, description in settings_table():
         lines.append(f"| `{variable}` | `{default}` | {description.replace('|', '/')} |")
     return "\n".join(lines)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+
+
+def mask_passwords(text: str) -> str:
+    """Every URL password in ``text`` replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
 
 
 def masked_url(url: str) -> str:

@@ -139,23 +139,29 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 
 
 def _explained(ctx: click.Context, exc: click.ClickException | MeterhouseError) -> Exception:
-    """The failure as a ClickException whose message says what to do (cli/errors.py)."""
-    from meterhouse.cli.errors import explain
+    """The failure as a ClickException whose message says what to do (cli/errors.py).
 
+    Every message passes here, so no URL password reaches the terminal.
+    """
+    from meterhouse.cli.errors import explain
+    from meterhouse.settings import mask_passwords
+
+    original = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
     context = ctx.find_object(_context_type())
-    if context is None:
-        return exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
-    better = explain(
-        exc,
-        store_url=context.shown_store_url,
-        account_ids=context.account_ids,
-        query=str(ctx.meta.get(QUERY_META, "")),
-    )
-    if better is not None and context.store_was_missing() and "meterhouse migrate" in better:
-        better = context.no_store_message()
-    if better is None:
-        return exc if isinstance(exc, click.ClickException) else click.ClickException(str(exc))
-    return click.ClickException(better)
+    better = None
+    if context is not None:
+        better = explain(
+            exc,
+            store_url=context.shown_store_url,
+            account_ids=context.account_ids,
+            query=str(ctx.meta.get(QUERY_META, "")),
+        )
+        if better is not None and context.store_was_missing() and "meterhouse migrate" in better:
+            better = context.no_store_message()
+    message = mask_passwords(better or original)
+    if isinstance(exc, click.ClickException) and message == original:
+        return exc
+    return click.ClickException(message)  # exit code 1, as every non-usage failure
 
 
 def _context_type() -> type[Any]:

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.logs import configure_logging
-from meterhouse.settings import Settings, masked_url
+from meterhouse.settings import Settings, mask_passwords, masked_url
 from meterhouse.store import Store, open_store
 from meterhouse.store.chdb_backend import chdb_path, read_owner
 from meterhouse.store.service_backend import ServiceStore
@@ -39,7 +39,7 @@ class CliContext:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
-            raise click.UsageError(f"bad setting: {problems}") from exc
+            raise click.UsageError(f"bad setting: {mask_passwords(problems)}") from exc
         configure_logging(settings)
         store_dir = (
             chdb_path(settings.clickhouse_url)

@@ -19,8 +19,9 @@ import click
 import requests
 
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import render_dicts
+from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError, StoreLockedError
+from meterhouse.jsonable import Ratio
 from meterhouse.ledger import budgets as b
 from meterhouse.ledger.amounts import AmountError, jsonable, parse_credits, plain, shown
 from meterhouse.ledger.balance import Balance, account_balance
@@ -96,6 +97,11 @@ def _read(
 # balance ------------------------------------------------------------------------------
 
 
+def _amount(value: Decimal) -> Decimal:
+    """An amount without trailing zeros: JSON carries it exact, the table aligns it."""
+    return Decimal(plain(value))
+
+
 def _balance_text(payload: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(payload, indent=2)
@@ -115,12 +121,12 @@ def _balance_text(payload: dict[str, Any], fmt: str) -> str:
             "grant_id": g["grant_id"],
             "kind": g["kind"],
             "priority": g["priority"],
-            "amount": plain(Decimal(g["amount"])),
+            "amount": _amount(Decimal(g["amount"])),
             "effective_at": g["effective_at"],
             "expires_at": g["expires_at"] or "",
-            "consumed": plain(Decimal(g["consumed"])),
-            "expired": plain(Decimal(g["expired"])),
-            "remaining": plain(Decimal(g["remaining"])),
+            "consumed": _amount(Decimal(g["consumed"])),
+            "expired": _amount(Decimal(g["expired"])),
+            "remaining": _amount(Decimal(g["remaining"])),
             "status": g["status"],
         }
         for g in payload["grants"]
@@ -380,11 +386,11 @@ def grants_list(cli: CliContext, account_id: str, fmt: str) -> None:
                 {
                     "grant_id": grant["grant_id"],
                     "kind": grant["kind"],
-                    "amount": plain(grant["amount"]),
+                    "amount": _amount(grant["amount"]),
                     "priority": grant["priority"],
                     "effective_at": grant["effective_at"],
                     "expires_at": grant["expires_at"],
-                    "remaining": plain(state.remaining if state else grant["amount"]),
+                    "remaining": _amount(state.remaining if state else grant["amount"]),
                     "status": state.status
                     if state
                     else ("voided" if grant["voided"] else "scheduled"),
@@ -476,6 +482,7 @@ def budgets_list(cli: CliContext, account_id: str | None, fmt: str) -> None:
     show_default=True,
     help="Percents of the budget that alert.",
 )
+@format_option
 @pass_cli
 def budgets_set(
     cli: CliContext,
@@ -486,6 +493,7 @@ def budgets_set(
     month_text: str | None,
     every_month: bool,
     thresholds: str,
+    fmt: str,
 ) -> None:
     """Create or change a budget (audited as budget.set).
 
@@ -510,12 +518,13 @@ def budgets_set(
             actor=cli.actor,
         )
 
-    click.echo(render_dicts([_with_store(cli, apply).to_dict()], "table"))
+    click.echo(render_dicts([_with_store(cli, apply).to_dict()], fmt))
 
 
 @budgets.command("delete")
 @account_option
 @_scope_options
+@format_option
 @pass_cli
 def budgets_delete(
     cli: CliContext,
@@ -524,6 +533,7 @@ def budgets_delete(
     project: str | None,
     month_text: str | None,
     every_month: bool,
+    fmt: str,
 ) -> None:
     """Delete a budget (audited as budget.delete).
 
@@ -542,7 +552,28 @@ def budgets_delete(
             actor=cli.actor,
         ),
     )
-    click.echo(f"deleted {removed.scope} budget {removed.scope_id} ({removed.to_dict()['month']})")
+    if fmt == "table":
+        month = removed.to_dict()["month"]
+        click.echo(f"deleted {removed.scope} budget {removed.scope_id} ({month})")
+    else:
+        click.echo(render_dicts([{**removed.to_dict(), "deleted": True}], fmt))
+
+
+def _status_row(status: b.BudgetStatus) -> dict[str, Any]:
+    """Machine values (fractions, lists) that the table shows as 8.1% and 50%,80%."""
+
+    def shares(percents: tuple[int, ...]) -> list[Ratio]:
+        return [Ratio(Decimal(t) / 100) for t in percents]
+
+    return {
+        **status.to_dict(),
+        "budget": status.budget.amount,
+        "used_pct": Ratio(status.used_ratio),
+        "forecast_pct": Ratio(status.forecast_ratio),
+        "thresholds": shares(status.budget.thresholds),
+        "crossed": shares(status.crossed),
+        "forecast_crosses": shares(status.forecast_crossed),
+    }
 
 
 @budgets.command("status")
@@ -570,7 +601,7 @@ def budgets_status(cli: CliContext, account_id: str, at_text: str | None, fmt: s
     def statuses(store: Store) -> list[dict[str, Any]]:
         zone = account_zone(store, account_id)
         at = parse_time(at_text, zone) if at_text else now_utc()
-        return [s.to_dict() for s in b.budget_statuses(store, at, account_id)]
+        return [_status_row(s) for s in b.budget_statuses(store, at, account_id)]
 
     found = _with_store(cli, statuses)
     if not found and fmt == "table":

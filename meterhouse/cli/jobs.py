@@ -17,6 +17,7 @@ from meterhouse.errors import MeterhouseError
 from meterhouse.jobs import events as ev
 from meterhouse.jobs import queries
 from meterhouse.jobs.stuck import StuckPolicy, find_stuck_runs
+from meterhouse.jsonable import Seconds
 from meterhouse.store.base import Store
 
 T = TypeVar("T")
@@ -38,8 +39,6 @@ def _cell(value: Any, width: int) -> Any:
     """Shorter cells for the table layout; csv and json keep every value whole."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, Decimal):
-        return f"{value.normalize():f}"  # 20.575800000000 -> 20.5758
     if isinstance(value, str):
         flat = " ".join(value.split())
         return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -122,6 +121,9 @@ def runs(
         ),
     )
     rows = keep_limit(rows, limit, "runs", "raise --limit or filter by --status")
+    for row in rows:  # seconds are a number for programs, not an exact amount of money
+        if isinstance(row.get("duration_s"), Decimal):
+            row["duration_s"] = float(row["duration_s"])
     columns = [
         "account", "run", "status", "queued_at", "started_at", "finished_at",
         "duration_s", "credits", "error_type", "error_message",
@@ -150,7 +152,15 @@ def stuck(cli: CliContext, account_id: str, fmt: str) -> None:
     now = datetime.now(UTC)
     found = _query(cli, lambda s: find_stuck_runs(s, policy, now, account_id=account_id))
     columns = ["account", "job", "run", "kind", "started_at", "running_for", "expected", "reason"]
-    _echo([v.as_row() for v in found], columns, fmt)
+    rows = [
+        {
+            **v.as_row(),
+            "running_for": Seconds(v.running_seconds),
+            "expected": None if v.expected_seconds is None else Seconds(v.expected_seconds),
+        }
+        for v in found
+    ]
+    _echo(rows, columns, fmt)
     if fmt == "table" and found:
         click.echo(f"\nRead a run's log: meterhouse events --run {found[0].run.run_id}", err=True)
 

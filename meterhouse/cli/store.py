@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -14,7 +13,7 @@ from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_result, render_rows
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import result_from_json
-from meterhouse.settings import settings_markdown, settings_table
+from meterhouse.settings import Settings, settings_markdown, settings_table, shown_values
 from meterhouse.store import open_store
 from meterhouse.store.base import QueryResult, Store
 from meterhouse.store.migrations import Topology, applied, load_migrations
@@ -147,11 +146,10 @@ def settings_cmd(cli: CliContext, fmt: str) -> None:
     if fmt == "markdown":
         click.echo(settings_markdown())
         return
-    current = cli.settings.model_dump()
+    current = shown_values(cli.settings)  # secrets and URL passwords masked
+    defaults = shown_values(Settings.model_construct())  # defaults only, no environment
     rows = []
-    for variable, default, description in settings_table():
-        field = variable.removeprefix("MH_").lower()
-        value = current[field]
-        shown = "***" if "token" in field or "secret" in field or "key" in field else value
-        rows.append((variable, json.dumps(str(shown)), default, description))
+    for variable, _, description in settings_table():
+        name = variable.removeprefix("MH_").lower()
+        rows.append((variable, current[name], defaults[name], description))
     click.echo(render_rows(["variable", "value", "default", "description"], rows, fmt))
