@@ -577,9 +577,17 @@ def _status_row(status: b.BudgetStatus) -> dict[str, Any]:
 
 
 @budgets.command("status")
-@account_option
 @click.option(
-    "--at", "at_text", help="As of this time (ISO; no offset = account zone). Default: now."
+    "--account",
+    "account_id",
+    default=None,
+    help="Only this account (`meterhouse accounts list`). Default: every account.",
+)
+@click.option(
+    "--at",
+    "at_text",
+    help="As of this time (ISO; no offset = the account's zone, or UTC for every account). "
+    "Default: now.",
 )
 @click.option(
     "--format",
@@ -589,24 +597,28 @@ def _status_row(status: b.BudgetStatus) -> dict[str, Any]:
     show_default=True,
 )
 @pass_cli
-def budgets_status(cli: CliContext, account_id: str, at_text: str | None, fmt: str) -> None:
-    """This month's budgets of an account: used %, month-end forecast, thresholds crossed.
+def budgets_status(cli: CliContext, account_id: str | None, at_text: str | None, fmt: str) -> None:
+    """This month's budgets: used %, month-end forecast, thresholds crossed.
 
     The forecast extrapolates the month's run rate: used / elapsed fraction of the month
-    (in the account's time zone, counted as at least one day).
+    (in each account's time zone, counted as at least one day).
 
-    Example: meterhouse budgets status --account acme
+    \b
+    Examples:
+      meterhouse budgets status
+      meterhouse budgets status --account acme --format json
     """
 
     def statuses(store: Store) -> list[dict[str, Any]]:
-        zone = account_zone(store, account_id)
+        zone = account_zone(store, account_id) if account_id else ZoneInfo("UTC")
         at = parse_time(at_text, zone) if at_text else now_utc()
         return [_status_row(s) for s in b.budget_statuses(store, at, account_id)]
 
     found = _with_store(cli, statuses)
     if not found and fmt == "table":
+        whom = account_id or "any account"
         click.echo(
-            f"no budget in force for {account_id} this month; add one with `meterhouse budgets set`"
+            f"no budget in force for {whom} this month; add one with `meterhouse budgets set`"
         )
         return
     click.echo(render_dicts(found, fmt))
