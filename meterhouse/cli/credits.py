@@ -206,6 +206,12 @@ def balance(cli: CliContext, account_id: str, at_text: str | None, fmt: str) -> 
     help="Write to this file instead of standard output.",
 )
 @click.option(
+    "--detail",
+    is_flag=True,
+    help="Every usage type on its own line, with quantity, unit price (per 1M tokens for "
+    "tokens) and the providers' cost; default: one line per day and item.",
+)
+@click.option(
     "--issue",
     is_flag=True,
     help="Record the statement as issued (the month must be over); re-generating it later "
@@ -220,19 +226,24 @@ def statement(
     project: str,
     fmt: str,
     output: Path | None,
+    detail: bool,
     issue: bool,
 ) -> None:
     """Usage statement of one month: a bank-account statement for credits.
 
-    Opening balance; then, in time order, grants and top-ups (credits), the usage grouped
-    per local day, item and usage type with quantity, unit price, credits and USD
-    (debits), expired grant remainders (debits), a running balance; the closing balance.
-    Totals reconcile exactly: closing = opening + credits - debits.
+    A summary (opening balance, credits, usage, expired credits, closing balance, each
+    with its dollar value at the account's rate), usage by category and by model or job
+    kind with totals, then in time order the grants and top-ups (credits), the usage per
+    local day and item (debits; --detail: per usage type with quantity and unit price),
+    expired grant remainders, and a running balance marked OVERDRAWN when negative.
+    Totals reconcile exactly: closing = opening + credits - debits. csv and json carry
+    every line with exact amounts and per-unit prices.
 
     \b
     Examples:
       meterhouse statement --account acme --month 2026-10
       meterhouse statement --account acme --month 2026-10 --format html -o acme-2026-10.html
+      meterhouse statement --account acme --month 2026-10 --detail
       meterhouse statement --account acme --month 2026-10 --team data --format csv
       meterhouse statement --account acme --month 2026-10 --issue
     """
@@ -252,12 +263,14 @@ def statement(
                 else "identical to the statement issued before; not issued again",
                 err=True,
             )
-        return render(result, fmt)
+        return render(result, fmt, detail=detail)
 
     if issue:
         text = _with_store(cli, local)
     else:
         params = {"format": fmt, "team": team, "project": project}
+        if detail:
+            params["detail"] = "1"
         if month_text:
             params["month"] = month_text
         text = _read(
