@@ -56,10 +56,12 @@ table { border-collapse: collapse; }
 table.summary td { padding: .2rem .8rem .2rem 0; }
 table.summary tr.total td { border-top: 1px solid #1f2328; font-weight: 600; }
 table.lines { width: 100%; margin-top: 1rem; }
-table.lines { font-size: 10px; line-height: 1.2; }
-table.lines th, table.lines td { padding: 0 .4rem; border-bottom: 1px solid #d0d7de;
-                                 vertical-align: top; }
-@media print { table.lines { font-size: 8.5px; } figure svg { height: 150px; } }
+table.lines { font-size: 10px; line-height: 1.25; }
+table.lines th, table.lines td { padding: 0 .4rem; vertical-align: top; }
+/* Zebra rows instead of rules: a printed month of a busy account stays a few pages. */
+table.lines tbody tr:nth-child(even) td { background: #f6f8fa; }
+body { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+@media print { table.lines { font-size: 9px; } figure svg { height: 140px; } }
 table.lines tr { break-inside: avoid; }
 table.lines th { text-align: left; background: #f6f8fa; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
