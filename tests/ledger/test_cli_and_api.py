@@ -84,7 +84,7 @@ def test_grants_balance_budgets_and_statement_from_the_command_line(data_dir: Pa
         str(page),
     )
     assert statement.returncode == 0, statement.stderr
-    assert "379.5000" in page.read_text() and "gpt-4o" in page.read_text()
+    assert "379.50" in page.read_text() and "gpt-4o" in page.read_text()
     early = meterhouse(data_dir, "statement", "--account", "acme", "--month", month, "--issue")
     assert early.returncode == 1 and "not over yet" in early.stderr
     table = meterhouse(
