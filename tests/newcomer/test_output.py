@@ -14,20 +14,8 @@ import pytest
 
 from meterhouse.store.base import Store
 from tests.jobs.helpers import definition, log_line, run_event, write
+from tests.ledger.helpers import usage_insert_sql
 from tests.newcomer.conftest import Run
-
-
-def _usage(account: str, at: datetime, credits: str) -> str:
-    stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return (
-        "INSERT INTO usage_events (source, event_id, event_type, kind, event_time, local_date, "
-        "account_id, team_id, item, `lines.usage_type`, `lines.quantity`, `lines.unit`, "
-        "`lines.unit_price_credits`, `lines.unit_price_usd`, `lines.credits`, `lines.usd`, "
-        "credits, usd, priced) VALUES "
-        f"('t', 'e-{credits}', 'com.meterhouse.model.call', 'model', '{stamp}', "
-        f"'{at.date()}', '{account}', '', 'gpt-4o', ['output'], [1000], ['token'], "
-        f"[{credits}/1000], [0], [{credits}], [0], {credits}, 0, 1)"
-    )
 
 
 @pytest.fixture
@@ -38,7 +26,7 @@ def acme(run: Run) -> Run:
 
 def test_budget_status_gives_fractions_and_lists(acme: Run) -> None:
     now = datetime.now(UTC) - timedelta(seconds=5)
-    assert acme("sql", "--write", _usage("acme", now, "810")).exit_code == 0
+    assert acme("sql", "--write", usage_insert_sql("acme", now, "810")).exit_code == 0
     made = acme("budgets", "set", "--account", "acme", "--amount", "1000", "--every-month")
     assert made.exit_code == 0, made.output
     done = acme("budgets", "status", "--account", "acme", "--format", "json")
