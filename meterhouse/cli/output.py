@@ -138,3 +138,8 @@ def keep_limit(rows: Sequence[Any], limit: int, what: str, hint: str) -> list[An
         return list(rows)
     click.echo(f"note: showing the first {limit} {what}; more match: {hint}", err=True)
     return list(rows[:limit])
+
+
+def echo_outcome(fmt: str, sentence: str, record: dict[str, Any]) -> None:
+    """What a command did: a sentence for people, the same facts as one record for programs."""
+    click.echo(sentence if fmt == "table" else render_dicts([record], fmt))

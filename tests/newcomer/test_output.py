@@ -10,8 +10,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import click
 import pytest
 
+from meterhouse.cli import cli
 from meterhouse.store.base import Store
 from tests.jobs.helpers import definition, log_line, run_event, write
 from tests.ledger.helpers import usage_insert_sql
@@ -110,3 +112,41 @@ def test_tables_right_align_numbers_at_the_columns_scale(run: Run) -> None:
     assert first.endswith("   7") and second.endswith("1234") and len(first) == len(second)
     as_json = json.loads(run("sql", "SELECT toDecimal64(2.5, 4) AS c", "--format", "json").stdout)
     assert Decimal(as_json[0]["c"]) == Decimal("2.5") and isinstance(as_json[0]["c"], str)
+
+
+# Commands whose output is not data: a long-running service, a demo that prints an overview
+# for people (its data is then in the store, for `sql --format json`), files written, and
+# one-time passwords that must not end up in a script's log.
+NOT_DATA = {"run", "demo", "dashboards build", "users sync-clickhouse"}
+
+
+def _leaves(command: click.Command, path: str = "") -> list[tuple[str, click.Command]]:
+    if isinstance(command, click.Group):
+        ctx = click.Context(command)
+        return [
+            leaf
+            for name in command.list_commands(ctx)
+            for leaf in _leaves(command.get_command(ctx, name), f"{path} {name}".strip())  # type: ignore[arg-type]
+        ]
+    return [(path, command)]
+
+
+def test_every_data_command_speaks_json() -> None:
+    missing = []
+    for path, command in _leaves(cli):
+        formats = [p for p in command.params if p.name == "fmt"]
+        choices = getattr(formats[0].type, "choices", ()) if formats else ()
+        if "json" not in choices and path not in NOT_DATA:
+            missing.append(path)
+    assert missing == []
+
+
+def test_migrate_speaks_json(run_unmigrated: Run) -> None:
+    done = run_unmigrated("migrate", "--format", "json")
+    assert done.exit_code == 0, done.output
+    applied = json.loads(done.stdout)[0]["applied"]
+    assert applied[0] == "0001_tenants.sql"
+    again = json.loads(run_unmigrated("migrate", "--format", "json").stdout)
+    assert again == [{"applied": []}]
+    status = json.loads(run_unmigrated("migrate", "--status", "--format", "json").stdout)
+    assert {row["state"] for row in status} == {"applied"}
