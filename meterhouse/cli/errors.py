@@ -21,21 +21,22 @@ _MISSING_TABLE = re.compile(r"(?:identifier|[Tt]able) '?`?([\w.]+)`?'?")
 _SCOPE = re.compile(r"\.?\s*In scope .*$", re.S)
 _POSITION = re.compile(r"failed at position (\d+)(?: \(([^)]*)\))?")
 _EXPECTED = re.compile(r"Expected one of: ([^:]*?)(?::|\.\s|$)", re.S)
-_NO_ACCOUNT = re.compile(r"^no account (\S+?)[;:,]")
+_NO_ACCOUNT = re.compile(r"\bno account (\S+?)[;:,]")
 
 
 def root_error(exc: BaseException) -> MeterhouseError | None:
-    """The first MeterhouseError in the exception's chain (causes and contexts)."""
+    """The MeterhouseError a failure was raised from (``raise ... from``), if any.
+
+    Only explicit causes count: an error raised while handling another (e.g. the service's
+    refusal after the store was found locked) is about itself, not about that other one.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, MeterhouseError):
             return current
         seen.add(id(current))
-        # `raise ... from None` means the message already says it all.
-        current = current.__cause__ or (
-            None if current.__suppress_context__ else current.__context__
-        )
+        current = current.__cause__
     return None
 
 
@@ -64,17 +65,24 @@ def explain(
             "`meterhouse migrate` to create it (or `meterhouse demo` for sample data), or "
             "check that MH_CLICKHOUSE_URL names the store you meant."
         )
-    if isinstance(cause, StoreError) and cause.name == "SYNTAX_ERROR":
-        return syntax_error(str(cause), query)
-    message = str(cause) if cause is not None else ""
-    if cause is not None and _SCOPE.search(message) and query:
+    # Through `meterhouse run` the engine's text arrives inside the service's refusal.
+    message = str(cause) if cause is not None else _text(exc)
+    if (isinstance(cause, StoreError) and cause.name == "SYNTAX_ERROR") or (
+        query and "(SYNTAX_ERROR)" in message
+    ):
+        return syntax_error(message, query)
+    if _SCOPE.search(message) and query:
         # The engine names the query it ran, which for `sql` is meterhouse's wrapper of the
         # user's own; the user's text is what they can fix.
         return f"{_SCOPE.sub('', message)}. In your query: {query.strip()}"
-    found = _NO_ACCOUNT.match(message)
+    found = _NO_ACCOUNT.search(message)
     if found and account_ids is not None:
         return message + _suggestion(found.group(1), account_ids)
     return None
+
+
+def _text(exc: BaseException) -> str:
+    return exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
 
 
 def syntax_error(message: str, query: str) -> str:

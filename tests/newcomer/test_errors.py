@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.newcomer.conftest import Run, runner_for
-from tests.support.cli import METERHOUSE, cli_env, free_port
+from tests.support.cli import METERHOUSE, cli_env, free_port, meterhouse, running_service
 
 
 def test_a_store_without_schema_says_run_migrate(run_unmigrated: Run) -> None:
@@ -85,3 +85,17 @@ def test_a_mistyped_account_gets_a_suggestion(run: Run) -> None:
         done = run(*args, "--account", "acm")
         assert done.exit_code == 1, done.output
         assert "Did you mean acme?" in done.output, done.output
+
+
+def test_errors_through_the_running_service_read_the_same(tmp_path: Path) -> None:
+    # Two processes: `meterhouse run` holds the store, the command asks it.
+    data = tmp_path / "store"
+    assert meterhouse(data, "migrate").returncode == 0
+    assert meterhouse(data, "accounts", "create", "acme").returncode == 0
+    with running_service(data):
+        syntax = meterhouse(data, "sql", "SELEC 1")
+        assert syntax.returncode == 1
+        assert "syntax error in the SQL" in syntax.stderr and "  SELEC 1\n" in syntax.stderr
+        assert "formatQuerySingleLine" not in syntax.stderr
+        wrong = meterhouse(data, "balance", "--account", "acm")
+        assert wrong.returncode == 1 and "Did you mean acme?" in wrong.stderr
