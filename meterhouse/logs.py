@@ -13,7 +13,7 @@ from uuid import UUID
 
 import structlog
 
-from meterhouse.settings import Settings
+from meterhouse.settings import Settings, mask_passwords
 
 
 def configure_logging(settings: Settings) -> None:
@@ -69,10 +69,13 @@ def readable_values(
     """Values as people and log shippers read them, not Python reprs.
 
     ``synced_at=2026-12-06T06:01:03+00:00`` rather than ``datetime.datetime(2026, 12, …)``:
-    times in ISO 8601, Decimals exact, paths and enums as their text.
+    times in ISO 8601, Decimals exact, paths and enums as their text, URL passwords masked.
     """
     for key, value in event.items():
-        if key != "event" and not isinstance(value, (str, int, float, bool, type(None))):
+        if isinstance(value, str):
+            if "://" in value:  # a URL's password never reaches a log
+                event[key] = mask_passwords(value)
+        elif key != "event" and not isinstance(value, (int, float, bool, type(None))):
             event[key] = _readable(value)
     return event
 

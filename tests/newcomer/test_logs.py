@@ -32,6 +32,14 @@ def test_values_are_rendered_for_people_not_as_reprs(
     assert "0.00000825" in said and "PosixPath" not in said
 
 
+def test_url_passwords_never_reach_a_log(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(Settings(log_format="json"))
+    url = "https://mh:s3cret@clickhouse.example:8443/prod"
+    get_logger("meterhouse.test").warning(f"cannot reach {url}", store=url)
+    said = capsys.readouterr().err
+    assert "s3cret" not in said and said.count("mh:***@clickhouse.example") == 2
+
+
 def _scheduler_lines(level: str, capsys: pytest.CaptureFixture[str]) -> str:
     configure_logging(Settings(log_level=level))  # type: ignore[arg-type]
     scheduler = BackgroundScheduler()
