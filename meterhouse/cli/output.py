@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -78,6 +79,24 @@ def _places(values: Sequence[Any]) -> int:
     return max(needed, default=0)
 
 
+_NUMBER_TEXT = re.compile(r"^[-+]?\$?[\d,]*\.?\d+(?:%|[eE][-+]?\d+)?$")
+_NO_VALUE = ("", "-", "n/a")
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    """A column of numbers (or numbers some module already made text): right-aligned."""
+    seen = False
+    for value in values:
+        if value is None or (isinstance(value, str) and value in _NO_VALUE):
+            continue
+        if isinstance(value, bool) or not (
+            isinstance(value, _NUMBERS) or (isinstance(value, str) and _NUMBER_TEXT.match(value))
+        ):
+            return False
+        seen = True
+    return seen
+
+
 def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(
@@ -92,10 +111,7 @@ def render_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
         return buffer.getvalue().rstrip("\n")
     by_column = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     places = [_places(values) for values in by_column]
-    numeric = [
-        bool(values) and all(v is None or isinstance(v, _NUMBERS) for v in values)
-        for values in by_column
-    ]
+    numeric = [_numeric(values) for values in by_column]
     cells = [[_people(v, places[i]) for i, v in enumerate(row)] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:

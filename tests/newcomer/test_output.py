@@ -150,3 +150,15 @@ def test_migrate_speaks_json(run_unmigrated: Run) -> None:
     assert again == [{"applied": []}]
     status = json.loads(run_unmigrated("migrate", "--status", "--format", "json").stdout)
     assert {row["state"] for row in status} == {"applied"}
+
+
+def test_numbers_other_modules_made_text_are_right_aligned_too() -> None:
+    from meterhouse.cli.output import render_rows
+
+    table = render_rows(
+        ["account", "credits", "used"],
+        [["acme", "557.38", "5.6%"], ["globex", "12,345.6", "n/a"], ["x1", "-", "42%"]],
+        "table",
+    ).splitlines()
+    assert table[2] == "acme       557.38  5.6%"
+    assert table[3] == "globex   12,345.6   n/a"
