@@ -264,14 +264,26 @@ def grant_cmd(
         return u.grant(store, binding, actor=cli.actor, acting_user=acting_user)
 
     changed = _with_store(cli, apply)
-    where = f"team {team}" if team else f"project {project}" if project else "the account"
     state = "granted" if changed else "already had"
-    echo_outcome(
-        fmt,
-        f"{user_id} {state} {role} on {where} of {account_id}",
-        {"account_id": account_id, "user_id": user_id, "role": role, "team": team,
-         "project": project, "changed": changed},
-    )  # fmt: skip
+    _role_outcome(fmt, lambda where: f"{user_id} {state} {role} on {where} of {account_id}",
+                  account_id, user_id, role, team, project, changed=changed)  # fmt: skip
+
+
+def _role_outcome(
+    fmt: str,
+    sentence: Callable[[str], str],
+    account_id: str,
+    user_id: str,
+    role: str,
+    team: str,
+    project: str,
+    **done: bool,
+) -> None:
+    """A role change said as a sentence for people, as one record for programs."""
+    where = f"team {team}" if team else f"project {project}" if project else "the account"
+    record = {"account_id": account_id, "user_id": user_id, "role": role, "team": team,
+              "project": project, **done}  # fmt: skip
+    echo_outcome(fmt, sentence(where), record)
 
 
 @users.command("revoke")
@@ -309,13 +321,8 @@ def revoke_cmd(
         u.revoke(store, binding, actor=cli.actor, acting_user=acting_user)
 
     _with_store(cli, apply)
-    where = f"team {team}" if team else f"project {project}" if project else "the account"
-    echo_outcome(
-        fmt,
-        f"revoked {role} on {where} of {account_id} from {user_id}",
-        {"account_id": account_id, "user_id": user_id, "role": role, "team": team,
-         "project": project, "revoked": True},
-    )  # fmt: skip
+    _role_outcome(fmt, lambda where: f"revoked {role} on {where} of {account_id} from {user_id}",
+                  account_id, user_id, role, team, project, revoked=True)  # fmt: skip
 
 
 @users.command("audit")
