@@ -9,8 +9,10 @@ configuration.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -263,3 +265,34 @@ def settings_markdown() -> str:
     for variable, default, description in settings_table():
         lines.append(f"| `{variable}` | `{default}` | {description.replace('|', '/')} |")
     return "\n".join(lines)
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@", re.I)
+
+
+def mask_passwords(text: str) -> str:
+    """Every URL password in ``text`` replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1***@", text)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with any password replaced by ***: for output, errors and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def shown_values(settings: Settings) -> dict[str, Any]:
+    """Every setting as it may be shown to people: secrets and URL passwords masked."""
+    shown: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            shown[name] = "***" if value.get_secret_value() else ""
+        elif isinstance(value, str) and "://" in value:
+            shown[name] = masked_url(value)
+        else:
+            shown[name] = value
+    return shown

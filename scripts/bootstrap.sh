@@ -20,13 +20,16 @@ if [ "$want_system" = 1 ]; then
   for bin in prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
   done
+  # Headless Chromium renders the HTML statement to PDF in the statement tests.
+  command -v chromium >/dev/null 2>&1 || missing+=("chromium")
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing Debian packages for: ${missing[*]}" >&2
     sudo_cmd=""
     if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo_cmd apt-get update -qq
-    $sudo_cmd apt-get install -y -qq prometheus prometheus-alertmanager prometheus-pushgateway >/dev/null
+    $sudo_cmd apt-get install -y -qq prometheus prometheus-alertmanager prometheus-pushgateway \
+      chromium >/dev/null
     # The packages start their services; the tests start their own on free ports.
     for svc in prometheus prometheus-alertmanager prometheus-pushgateway prometheus-node-exporter; do
       $sudo_cmd systemctl stop "$svc" >/dev/null 2>&1 || $sudo_cmd service "$svc" stop >/dev/null 2>&1 || true
@@ -40,5 +43,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 echo "bootstrap: installing meterhouse${extras} into .venv" >&2
-.venv/bin/python -m pip install -q -e ".${extras}" 2>&1 | grep -v -E "^WARNING: (Location|Skipping)" || true
+# pip and the build backend print warnings (setuptools' editable-install banner, index
+# notices) that are not the reader's business; keep them in a log shown only on failure.
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e ".${extras}" >"$log" 2>&1; then
+  cat "$log" >&2
+  rm -f "$log"
+  echo "bootstrap: pip install failed (output above)" >&2
+  exit 1
+fi
+rm -f "$log"
 .venv/bin/python -c "import meterhouse" || { echo "bootstrap: install failed" >&2; exit 1; }

@@ -14,7 +14,7 @@ from billing_sync.source import StripeSource
 from billing_sync.summary import billing_summary
 from billing_sync.sync import BillingSync, last_successes
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.output import echo_outcome, format_option, render_dicts
 from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import Store
 from meterhouse.tenants import now_utc
@@ -145,8 +145,9 @@ def billing_status(cli: CliContext, fmt: str) -> None:
 @click.option(
     "--return-url", help="Where the portal's back link goes (default: the portal's setting)."
 )
+@format_option
 @pass_cli
-def billing_portal(cli: CliContext, account_id: str, return_url: str | None) -> None:
+def billing_portal(cli: CliContext, account_id: str, return_url: str | None, fmt: str) -> None:
     """Create a Stripe customer portal session for an account and print its URL.
 
     The URL is short-lived and lets its holder manage the account's plan and payment
@@ -156,4 +157,4 @@ def billing_portal(cli: CliContext, account_id: str, return_url: str | None) -> 
     """
     source = _source(cli)
     session = _with_store(cli, lambda s: create_portal_session(s, source, account_id, return_url))
-    click.echo(session["url"])
+    echo_outcome(fmt, str(session["url"]), {"account_id": account_id, **session})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.logs import configure_logging
-from meterhouse.settings import Settings
+from meterhouse.settings import Settings, mask_passwords, masked_url
 from meterhouse.store import Store, open_store
 from meterhouse.store.chdb_backend import chdb_path, read_owner
 from meterhouse.store.service_backend import ServiceStore
@@ -20,24 +22,13 @@ from meterhouse.store.service_backend import ServiceStore
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def global_options(func: F) -> F:
-    options = [
-        click.option(
-            "--clickhouse-url",
-            help="Store to use (MH_CLICKHOUSE_URL): chdb:///dir for the embedded engine, "
-            "http(s)://user:pass@host:8123/db for a server.",
-        ),
-        click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"])),
-        click.option("--log-format", type=click.Choice(["json", "console"])),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 @dataclass
 class CliContext:
     settings: Settings
+    # The embedded store's directory and whether it existed before this command: a
+    # mistyped MH_CLICKHOUSE_URL makes chdb create an empty one, which we then remove.
+    store_dir: Path | None = field(default=None)
+    store_existed: bool = True
 
     @classmethod
     def from_options(cls, options: dict[str, object]) -> CliContext:
@@ -48,9 +39,39 @@ class CliContext:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
-            raise click.UsageError(f"bad setting: {problems}") from exc
+            raise click.UsageError(f"bad setting: {mask_passwords(problems)}") from exc
         configure_logging(settings)
-        return cls(settings=settings)
+        store_dir = (
+            chdb_path(settings.clickhouse_url)
+            if settings.clickhouse_url.startswith("chdb://")
+            else None
+        )
+        existed = store_dir is None or store_dir.exists()
+        return cls(settings=settings, store_dir=store_dir, store_existed=existed)
+
+    @property
+    def shown_store_url(self) -> str:
+        return masked_url(self.settings.clickhouse_url)
+
+    def store_was_missing(self) -> bool:
+        return not self.store_existed
+
+    def no_store_message(self) -> str:
+        """For a read of a store that is not there: undo chdb's mkdir, say what to do."""
+        if self.store_dir is not None and not self.store_existed:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+        return (
+            f"there is no meterhouse store at {self.store_dir} (MH_CLICKHOUSE_URL="
+            f"{self.shown_store_url}): create it with `meterhouse migrate` (or `meterhouse "
+            "demo` for sample data), or fix MH_CLICKHOUSE_URL / --clickhouse-url if it is a "
+            "typo."
+        )
+
+    def account_ids(self) -> list[str]:
+        """Every account's id, for suggestions after a mistyped one."""
+        with self.open_reader() as store:
+            rows = store.query("SELECT account_id FROM accounts FINAL ORDER BY 1").rows
+        return [str(row[0]) for row in rows]
 
     def with_settings(self, **changes: object) -> Settings:
         given = {k: v for k, v in changes.items() if v is not None}

@@ -19,8 +19,9 @@ import click
 import requests
 
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import render_dicts
+from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError, StoreLockedError
+from meterhouse.jsonable import Ratio
 from meterhouse.ledger import budgets as b
 from meterhouse.ledger.amounts import AmountError, jsonable, parse_credits, plain, shown
 from meterhouse.ledger.balance import Balance, account_balance
@@ -96,6 +97,11 @@ def _read(
 # balance ------------------------------------------------------------------------------
 
 
+def _amount(value: Decimal) -> Decimal:
+    """An amount without trailing zeros: JSON carries it exact, the table aligns it."""
+    return Decimal(plain(value))
+
+
 def _balance_text(payload: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(payload, indent=2)
@@ -115,12 +121,12 @@ def _balance_text(payload: dict[str, Any], fmt: str) -> str:
             "grant_id": g["grant_id"],
             "kind": g["kind"],
             "priority": g["priority"],
-            "amount": plain(Decimal(g["amount"])),
+            "amount": _amount(Decimal(g["amount"])),
             "effective_at": g["effective_at"],
             "expires_at": g["expires_at"] or "",
-            "consumed": plain(Decimal(g["consumed"])),
-            "expired": plain(Decimal(g["expired"])),
-            "remaining": plain(Decimal(g["remaining"])),
+            "consumed": _amount(Decimal(g["consumed"])),
+            "expired": _amount(Decimal(g["expired"])),
+            "remaining": _amount(Decimal(g["remaining"])),
             "status": g["status"],
         }
         for g in payload["grants"]
@@ -200,6 +206,12 @@ def balance(cli: CliContext, account_id: str, at_text: str | None, fmt: str) -> 
     help="Write to this file instead of standard output.",
 )
 @click.option(
+    "--detail",
+    is_flag=True,
+    help="Every usage type on its own line, with quantity, unit price (per 1M tokens for "
+    "tokens) and the providers' cost; default: one line per day and item.",
+)
+@click.option(
     "--issue",
     is_flag=True,
     help="Record the statement as issued (the month must be over); re-generating it later "
@@ -214,19 +226,24 @@ def statement(
     project: str,
     fmt: str,
     output: Path | None,
+    detail: bool,
     issue: bool,
 ) -> None:
     """Usage statement of one month: a bank-account statement for credits.
 
-    Opening balance; then, in time order, grants and top-ups (credits), the usage grouped
-    per local day, item and usage type with quantity, unit price, credits and USD
-    (debits), expired grant remainders (debits), a running balance; the closing balance.
-    Totals reconcile exactly: closing = opening + credits - debits.
+    A summary (opening balance, credits, usage, expired credits, closing balance, each
+    with its dollar value at the account's rate), usage by category and by model or job
+    kind with totals, then in time order the grants and top-ups (credits), the usage per
+    local day and item (debits; --detail: per usage type with quantity and unit price),
+    expired grant remainders, and a running balance marked OVERDRAWN when negative.
+    Totals reconcile exactly: closing = opening + credits - debits. csv and json carry
+    every line with exact amounts and per-unit prices.
 
     \b
     Examples:
       meterhouse statement --account acme --month 2026-10
       meterhouse statement --account acme --month 2026-10 --format html -o acme-2026-10.html
+      meterhouse statement --account acme --month 2026-10 --detail
       meterhouse statement --account acme --month 2026-10 --team data --format csv
       meterhouse statement --account acme --month 2026-10 --issue
     """
@@ -246,12 +263,14 @@ def statement(
                 else "identical to the statement issued before; not issued again",
                 err=True,
             )
-        return render(result, fmt)
+        return render(result, fmt, detail=detail)
 
     if issue:
         text = _with_store(cli, local)
     else:
         params = {"format": fmt, "team": team, "project": project}
+        if detail:
+            params["detail"] = "1"
         if month_text:
             params["month"] = month_text
         text = _read(
@@ -380,11 +399,11 @@ def grants_list(cli: CliContext, account_id: str, fmt: str) -> None:
                 {
                     "grant_id": grant["grant_id"],
                     "kind": grant["kind"],
-                    "amount": plain(grant["amount"]),
+                    "amount": _amount(grant["amount"]),
                     "priority": grant["priority"],
                     "effective_at": grant["effective_at"],
                     "expires_at": grant["expires_at"],
-                    "remaining": plain(state.remaining if state else grant["amount"]),
+                    "remaining": _amount(state.remaining if state else grant["amount"]),
                     "status": state.status
                     if state
                     else ("voided" if grant["voided"] else "scheduled"),
@@ -476,6 +495,7 @@ def budgets_list(cli: CliContext, account_id: str | None, fmt: str) -> None:
     show_default=True,
     help="Percents of the budget that alert.",
 )
+@format_option
 @pass_cli
 def budgets_set(
     cli: CliContext,
@@ -486,6 +506,7 @@ def budgets_set(
     month_text: str | None,
     every_month: bool,
     thresholds: str,
+    fmt: str,
 ) -> None:
     """Create or change a budget (audited as budget.set).
 
@@ -510,12 +531,13 @@ def budgets_set(
             actor=cli.actor,
         )
 
-    click.echo(render_dicts([_with_store(cli, apply).to_dict()], "table"))
+    click.echo(render_dicts([_with_store(cli, apply).to_dict()], fmt))
 
 
 @budgets.command("delete")
 @account_option
 @_scope_options
+@format_option
 @pass_cli
 def budgets_delete(
     cli: CliContext,
@@ -524,6 +546,7 @@ def budgets_delete(
     project: str | None,
     month_text: str | None,
     every_month: bool,
+    fmt: str,
 ) -> None:
     """Delete a budget (audited as budget.delete).
 
@@ -542,13 +565,42 @@ def budgets_delete(
             actor=cli.actor,
         ),
     )
-    click.echo(f"deleted {removed.scope} budget {removed.scope_id} ({removed.to_dict()['month']})")
+    if fmt == "table":
+        month = removed.to_dict()["month"]
+        click.echo(f"deleted {removed.scope} budget {removed.scope_id} ({month})")
+    else:
+        click.echo(render_dicts([{**removed.to_dict(), "deleted": True}], fmt))
+
+
+def _status_row(status: b.BudgetStatus) -> dict[str, Any]:
+    """Machine values (fractions, lists) that the table shows as 8.1% and 50%,80%."""
+
+    def shares(percents: tuple[int, ...]) -> list[Ratio]:
+        return [Ratio(Decimal(t) / 100) for t in percents]
+
+    return {
+        **status.to_dict(),
+        "budget": status.budget.amount,
+        "used_pct": Ratio(status.used_ratio),
+        "forecast_pct": Ratio(status.forecast_ratio),
+        "thresholds": shares(status.budget.thresholds),
+        "crossed": shares(status.crossed),
+        "forecast_crosses": shares(status.forecast_crossed),
+    }
 
 
 @budgets.command("status")
-@account_option
 @click.option(
-    "--at", "at_text", help="As of this time (ISO; no offset = account zone). Default: now."
+    "--account",
+    "account_id",
+    default=None,
+    help="Only this account (`meterhouse accounts list`). Default: every account.",
+)
+@click.option(
+    "--at",
+    "at_text",
+    help="As of this time (ISO; no offset = the account's zone, or UTC for every account). "
+    "Default: now.",
 )
 @click.option(
     "--format",
@@ -558,24 +610,28 @@ def budgets_delete(
     show_default=True,
 )
 @pass_cli
-def budgets_status(cli: CliContext, account_id: str, at_text: str | None, fmt: str) -> None:
-    """This month's budgets of an account: used %, month-end forecast, thresholds crossed.
+def budgets_status(cli: CliContext, account_id: str | None, at_text: str | None, fmt: str) -> None:
+    """This month's budgets: used %, month-end forecast, thresholds crossed.
 
     The forecast extrapolates the month's run rate: used / elapsed fraction of the month
-    (in the account's time zone, counted as at least one day).
+    (in each account's time zone, counted as at least one day).
 
-    Example: meterhouse budgets status --account acme
+    \b
+    Examples:
+      meterhouse budgets status
+      meterhouse budgets status --account acme --format json
     """
 
     def statuses(store: Store) -> list[dict[str, Any]]:
-        zone = account_zone(store, account_id)
+        zone = account_zone(store, account_id) if account_id else ZoneInfo("UTC")
         at = parse_time(at_text, zone) if at_text else now_utc()
-        return [s.to_dict() for s in b.budget_statuses(store, at, account_id)]
+        return [_status_row(s) for s in b.budget_statuses(store, at, account_id)]
 
     found = _with_store(cli, statuses)
     if not found and fmt == "table":
+        whom = account_id or "any account"
         click.echo(
-            f"no budget in force for {account_id} this month; add one with `meterhouse budgets set`"
+            f"no budget in force for {whom} this month; add one with `meterhouse budgets set`"
         )
         return
     click.echo(render_dicts(found, fmt))

@@ -12,11 +12,12 @@ import click
 
 from meterhouse import records as r
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_rows
+from meterhouse.cli.output import format_option, keep_limit, render_rows
 from meterhouse.errors import MeterhouseError
 from meterhouse.jobs import events as ev
 from meterhouse.jobs import queries
 from meterhouse.jobs.stuck import StuckPolicy, find_stuck_runs
+from meterhouse.jsonable import Seconds
 from meterhouse.store.base import Store
 
 T = TypeVar("T")
@@ -38,8 +39,6 @@ def _cell(value: Any, width: int) -> Any:
     """Shorter cells for the table layout; csv and json keep every value whole."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, Decimal):
-        return f"{value.normalize():f}"  # 20.575800000000 -> 20.5758
     if isinstance(value, str):
         flat = " ".join(value.split())
         return flat if len(flat) <= width else flat[: width - 1] + "…"
@@ -118,9 +117,13 @@ def runs(
     rows = _query(
         cli,
         lambda s: queries.job_runs(
-            s, job_id, account_id=account_id, status=status or "", limit=limit
+            s, job_id, account_id=account_id, status=status or "", limit=limit + 1
         ),
     )
+    rows = keep_limit(rows, limit, "runs", "raise --limit or filter by --status")
+    for row in rows:  # seconds are a number for programs, not an exact amount of money
+        if isinstance(row.get("duration_s"), Decimal):
+            row["duration_s"] = float(row["duration_s"])
     columns = [
         "account", "run", "status", "queued_at", "started_at", "finished_at",
         "duration_s", "credits", "error_type", "error_message",
@@ -149,7 +152,15 @@ def stuck(cli: CliContext, account_id: str, fmt: str) -> None:
     now = datetime.now(UTC)
     found = _query(cli, lambda s: find_stuck_runs(s, policy, now, account_id=account_id))
     columns = ["account", "job", "run", "kind", "started_at", "running_for", "expected", "reason"]
-    _echo([v.as_row() for v in found], columns, fmt)
+    rows = [
+        {
+            **v.as_row(),
+            "running_for": Seconds(v.running_seconds),
+            "expected": None if v.expected_seconds is None else Seconds(v.expected_seconds),
+        }
+        for v in found
+    ]
+    _echo(rows, columns, fmt)
     if fmt == "table" and found:
         click.echo(f"\nRead a run's log: meterhouse events --run {found[0].run.run_id}", err=True)
 
@@ -259,6 +270,13 @@ def events(
         end = ev.parse_since(until, now) if until else None
     except MeterhouseError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if start is not None and end is not None and end <= start:
+        raise click.BadParameter(
+            f"{end:%Y-%m-%d %H:%M:%S} UTC is not after --since {start:%Y-%m-%d %H:%M:%S} UTC; "
+            "--since is the start of the window and --until its end (e.g. --since 2d "
+            "--until 1d)",
+            param_hint="--until",
+        )
     query = ev.LogQuery(
         run_id=run_id,
         job_id=job_id,
@@ -268,10 +286,11 @@ def events(
         since=start,
         until=end,
         search=search,
-        limit=limit,
+        limit=limit + 1,
         with_stack_trace=verbose,
     )
     rows = _query(cli, lambda s: ev.search_logs(s, query))
+    rows = keep_limit(rows, limit, "lines", "raise --limit or narrow --since/--until")
     columns = ["time", "account", "job", "run", "level", "message", "error_type", "error_message"]
     if verbose and fmt == "table":
         _echo_stories(rows)

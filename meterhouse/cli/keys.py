@@ -184,6 +184,7 @@ def keys() -> None:
     help="What the key is for; the ingest endpoints take ingest keys only.",
 )
 @click.option("--description", default="", help="A note shown in `keys list`.")
+@format_option
 @pass_cli
 def create_cmd(
     cli: CliContext,
@@ -193,6 +194,7 @@ def create_cmd(
     expires_in: str,
     purpose: str,
     description: str,
+    fmt: str,
 ) -> None:
     """Create a key and print its token (shown only this once).
 
@@ -221,8 +223,12 @@ def create_cmd(
     }
     with key_backend(cli) as backend:
         key, token = _run(lambda: backend.create(fields))
-    click.echo(render_dicts([{c: key.get(c) for c in LIST_COLUMNS[:8]}], "table"))
-    click.echo(f"\ntoken: {token}")
+    shown = {c: key.get(c) for c in LIST_COLUMNS[:8]}
+    if fmt == "table":
+        click.echo(render_dicts([shown], "table"))
+        click.echo(f"\ntoken: {token}")
+    else:
+        click.echo(render_dicts([{**shown, "token": token}], fmt))
     click.echo("Store it now: meterhouse keeps only its hash and cannot show it again.", err=True)
 
 
@@ -249,8 +255,9 @@ def list_cmd(cli: CliContext, include_inactive: bool, fmt: str) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id")
+@format_option
 @pass_cli
-def revoke_cmd(cli: CliContext, key_id: str) -> None:
+def revoke_cmd(cli: CliContext, key_id: str, fmt: str) -> None:
     """Revoke KEY_ID at once (audited). Requests with it get 401 from then on.
 
     \b
@@ -259,4 +266,7 @@ def revoke_cmd(cli: CliContext, key_id: str) -> None:
     """
     with key_backend(cli) as backend:
         key = _run(lambda: backend.revoke(key_id, cli.actor))
-    click.echo(f"revoked {key['key_id']} at {key['revoked_at']}")
+    if fmt == "table":
+        click.echo(f"revoked {key['key_id']} at {key['revoked_at']}")
+    else:
+        click.echo(render_dicts([{c: key.get(c) for c in LIST_COLUMNS}], fmt))

@@ -17,7 +17,7 @@ import click
 from genai_prices.types import ModelPrice, TieredPrices
 
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_dicts, render_rows
+from meterhouse.cli.output import echo_outcome, format_option, render_dicts, render_rows
 from meterhouse.errors import MeterhouseError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.rating.catalog import Catalog, CatalogModel
@@ -70,8 +70,9 @@ def prices() -> None:
     default=None,
     help=f"List every changed row (default: when at most {SHOW_CHANGES_UP_TO} changed).",
 )
+@format_option
 @pass_cli
-def prices_sync(cli: CliContext, dry_run: bool, details: bool | None) -> None:
+def prices_sync(cli: CliContext, dry_run: bool, details: bool | None, fmt: str) -> None:
     """Refresh model_prices from the bundled genai-prices catalog, keeping history.
 
     New price periods are added; a changed price closes the old row and starts a new one
@@ -92,7 +93,7 @@ def prices_sync(cli: CliContext, dry_run: bool, details: bool | None) -> None:
             result = sync_model_prices(store, actor=cli.actor, dry_run=dry_run)
         except MeterhouseError as exc:
             raise _fail(exc) from exc
-    click.echo(sync_report(result, details))
+    echo_outcome(fmt, sync_report(result, details), result.summary())
 
 
 def sync_report(result: SyncResult, details: bool | None = None) -> str:

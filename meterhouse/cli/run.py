@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import click
 
 from meterhouse.cli.context import CliContext, pass_cli
@@ -25,3 +27,11 @@ def run(cli: CliContext, host: str | None, port: int | None) -> None:
         serve(settings, default_hooks())
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(
+            f"port {settings.port} on {settings.host} is in use by another program (perhaps "
+            "another `meterhouse run`): stop it, or choose another port with --port or "
+            "MH_PORT (--port 0 picks a free one)."
+        ) from None

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 import requests
 
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
+from meterhouse.cli import QUERY_META
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_result, render_rows
+from meterhouse.cli.output import echo_outcome, format_option, render_result, render_rows
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import result_from_json
-from meterhouse.settings import settings_markdown, settings_table
+from meterhouse.settings import Settings, settings_markdown, settings_table, shown_values
 from meterhouse.store import open_store
 from meterhouse.store.base import QueryResult, Store
 from meterhouse.store.migrations import Topology, applied, load_migrations
@@ -24,8 +24,9 @@ from meterhouse.store.migrations import migrate as run_migrate
 @click.option(
     "--status", is_flag=True, help="Only list the migrations and whether each is applied."
 )
+@format_option
 @pass_cli
-def migrate(cli: CliContext, status: bool) -> None:
+def migrate(cli: CliContext, status: bool, fmt: str) -> None:
     """Create or update the ClickHouse schema from clickhouse/schema/*.sql.
 
     Applies the numbered migrations not applied yet, in order; running it again changes
@@ -39,7 +40,7 @@ def migrate(cli: CliContext, status: bool) -> None:
                     (m.version, m.path.name, "applied" if m.version in done else "pending")
                     for m in load_migrations()
                 ]
-                click.echo(render_rows(["version", "file", "state"], rows, "table"))
+                click.echo(render_rows(["version", "file", "state"], rows, fmt))
                 return
             applied_now = run_migrate(
                 store,
@@ -49,10 +50,12 @@ def migrate(cli: CliContext, status: bool) -> None:
             )
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
-    if applied_now:
-        click.echo(f"applied {len(applied_now)} migration(s); schema is up to date")
-    else:
-        click.echo("schema is up to date; nothing to apply")
+    sentence = (
+        f"applied {len(applied_now)} migration(s); schema is up to date"
+        if applied_now
+        else "schema is up to date; nothing to apply"
+    )
+    echo_outcome(fmt, sentence, {"applied": [m.path.name for m in applied_now]})
 
 
 def _has_migrations_table(store: Store) -> bool:
@@ -85,6 +88,7 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
     """
     text = query if query not in (None, "-") else sys.stdin.read()
     assert text is not None
+    click.get_current_context().meta[QUERY_META] = text
     limits = AdhocLimits(cli.settings.sql_max_rows, cli.settings.sql_max_seconds)
     try:
         store = open_store(cli.settings)
@@ -145,11 +149,10 @@ def settings_cmd(cli: CliContext, fmt: str) -> None:
     if fmt == "markdown":
         click.echo(settings_markdown())
         return
-    current = cli.settings.model_dump()
+    current = shown_values(cli.settings)  # secrets and URL passwords masked
+    defaults = shown_values(Settings.model_construct())  # defaults only, no environment
     rows = []
-    for variable, default, description in settings_table():
-        field = variable.removeprefix("MH_").lower()
-        value = current[field]
-        shown = "***" if "token" in field or "secret" in field or "key" in field else value
-        rows.append((variable, json.dumps(str(shown)), default, description))
+    for variable, _, description in settings_table():
+        name = variable.removeprefix("MH_").lower()
+        rows.append((variable, current[name], defaults[name], description))
     click.echo(render_rows(["variable", "value", "default", "description"], rows, fmt))

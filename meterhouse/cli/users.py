@@ -16,7 +16,7 @@ from meterhouse.access.clickhouse_sync import sync_clickhouse
 from meterhouse.access.grafana_sync import sync_grafana
 from meterhouse.access.roles import ROLE_SUMMARY, ROLES
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.output import echo_outcome, format_option, keep_limit, render_dicts
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.store.base import Store
@@ -151,8 +151,11 @@ def add_cmd(
 @click.argument("user_id")
 @account_option
 @as_option
+@format_option
 @pass_cli
-def remove_cmd(cli: CliContext, user_id: str, account_id: str, acting_user: str | None) -> None:
+def remove_cmd(
+    cli: CliContext, user_id: str, account_id: str, acting_user: str | None, fmt: str
+) -> None:
     """Remove USER_ID: its roles and read keys are revoked at once, then the user (audited).
 
     \b
@@ -163,7 +166,11 @@ def remove_cmd(cli: CliContext, user_id: str, account_id: str, acting_user: str 
         cli,
         lambda s: u.remove_user(s, account_id, user_id, actor=cli.actor, acting_user=acting_user),
     )
-    click.echo(f"removed {user_id} from {account_id}; its roles and read keys are revoked")
+    echo_outcome(
+        fmt,
+        f"removed {user_id} from {account_id}; its roles and read keys are revoked",
+        {"account_id": account_id, "user_id": user_id, "removed": True},
+    )
 
 
 @users.command("list")
@@ -230,6 +237,7 @@ def show_cmd(cli: CliContext, user_id: str, account_id: str, fmt: str) -> None:
 @account_option
 @_scope_options
 @as_option
+@format_option
 @pass_cli
 def grant_cmd(
     cli: CliContext,
@@ -239,6 +247,7 @@ def grant_cmd(
     team: str,
     project: str,
     acting_user: str | None,
+    fmt: str,
 ) -> None:
     """Give USER_ID a role on the account, a team or a project (audited; takes effect on
     the next request of its read keys).
@@ -255,9 +264,26 @@ def grant_cmd(
         return u.grant(store, binding, actor=cli.actor, acting_user=acting_user)
 
     changed = _with_store(cli, apply)
-    where = f"team {team}" if team else f"project {project}" if project else "the account"
     state = "granted" if changed else "already had"
-    click.echo(f"{user_id} {state} {role} on {where} of {account_id}")
+    _role_outcome(fmt, lambda where: f"{user_id} {state} {role} on {where} of {account_id}",
+                  account_id, user_id, role, team, project, changed=changed)  # fmt: skip
+
+
+def _role_outcome(
+    fmt: str,
+    sentence: Callable[[str], str],
+    account_id: str,
+    user_id: str,
+    role: str,
+    team: str,
+    project: str,
+    **done: bool,
+) -> None:
+    """A role change said as a sentence for people, as one record for programs."""
+    where = f"team {team}" if team else f"project {project}" if project else "the account"
+    record = {"account_id": account_id, "user_id": user_id, "role": role, "team": team,
+              "project": project, **done}  # fmt: skip
+    echo_outcome(fmt, sentence(where), record)
 
 
 @users.command("revoke")
@@ -265,6 +291,7 @@ def grant_cmd(
 @account_option
 @_scope_options
 @as_option
+@format_option
 @pass_cli
 def revoke_cmd(
     cli: CliContext,
@@ -274,6 +301,7 @@ def revoke_cmd(
     team: str,
     project: str,
     acting_user: str | None,
+    fmt: str,
 ) -> None:
     """Take a role away from USER_ID (audited; its read keys lose it on their next request).
 
@@ -293,8 +321,8 @@ def revoke_cmd(
         u.revoke(store, binding, actor=cli.actor, acting_user=acting_user)
 
     _with_store(cli, apply)
-    where = f"team {team}" if team else f"project {project}" if project else "the account"
-    click.echo(f"revoked {role} on {where} of {account_id} from {user_id}")
+    _role_outcome(fmt, lambda where: f"revoked {role} on {where} of {account_id} from {user_id}",
+                  account_id, user_id, role, team, project, revoked=True)  # fmt: skip
 
 
 @users.command("audit")
@@ -310,7 +338,8 @@ def audit_cmd(cli: CliContext, account_id: str, limit: int, fmt: str) -> None:
       meterhouse users audit --account acme
       meterhouse users audit --limit 500 --format json
     """
-    found = _with_store(cli, lambda s: u.audit_entries(s, account_id, limit=limit))
+    found = _with_store(cli, lambda s: u.audit_entries(s, account_id, limit=limit + 1))
+    found = keep_limit(found, limit, "entries", "raise --limit or give --account")
     click.echo(render_dicts(found, fmt) if found else "no audit entries")
 
 

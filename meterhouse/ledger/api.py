@@ -91,7 +91,8 @@ def routes(ctx: ServiceContext) -> list[Route]:
             return _refusal(exc)
         if fmt == "json":
             return JSONResponse(access.body(result.to_dict()))
-        return Response(render(result, fmt), media_type=_MEDIA[fmt])
+        detail = request.query_params.get("detail", "") in ("1", "true")
+        return Response(render(result, fmt, detail=detail), media_type=_MEDIA[fmt])
 
     return [
         Route("/api/v1/accounts/{account}/balance", balance, methods=["GET"]),

@@ -39,6 +39,13 @@ from meterhouse.ledger.errors import LedgerError, LedgerNotFoundError
 from meterhouse.ledger.grants import GrantRecord, grants_in_force_by
 from meterhouse.ledger.issued import IssuedStatement, IssuedTotals, latest_issue, record_issue
 from meterhouse.ledger.months import MonthSpan, aware, zone_of
+from meterhouse.ledger.statement_summary import (
+    Rate,
+    UsageTotal,
+    account_rate,
+    by_category,
+    by_item,
+)
 from meterhouse.records import USAGE_UNITS
 from meterhouse.store.base import Store
 from meterhouse.tenants import get_account, get_project, get_team, now_utc
@@ -163,6 +170,13 @@ class Statement:
     daily_usage: tuple[tuple[date, Decimal], ...]  # the scope's usage per local day
     generated_at: datetime
     revision: Revision | None = None
+    rate: Rate | None = None  # credits per USD of the account's plan (price book)
+    # Events per (local day, kind, item) of the scope: the compact view's event counts.
+    item_events: tuple[tuple[tuple[date, str, str], int], ...] = ()
+
+    def usd_value(self, credits: Decimal) -> Decimal | None:
+        """What ``credits`` are worth in US dollars at the account's rate."""
+        return self.rate.usd(credits) if self.rate is not None else None
 
     @property
     def month(self) -> date:
@@ -251,6 +265,13 @@ class Statement:
                     "project": self.scope.project,
                     "note": self.scope_note,
                 },
+                "rate": None
+                if self.rate is None
+                else {
+                    "plan": self.rate.plan,
+                    "credits_per_usd": self.rate.credits_per_usd,
+                    "price_book_version": self.rate.price_book_version,
+                },
                 "summary": {
                     "opening_balance": self.opening_balance,
                     "credits": self.credit_total,
@@ -259,12 +280,20 @@ class Statement:
                     "expired_debits": self.expired_total,
                     "debits_total": self.debit_total,
                     "closing_balance": self.closing_balance,
+                    # usd is the LLM providers' cost of the usage; usd_value what its
+                    # credits are worth at the account's rate.
                     "usd": self.usd_total,
+                    "usd_value": self.usd_value(self.usage_total),
                     "events": self.events,
                     "unpriced_events": self.unpriced_events,
                 },
+                "usage_by_category": [self._total_dict(t) for t in by_category(self)],
+                "usage_by_item": [self._total_dict(t) for t in by_item(self)],
                 "revision": revision,
-                "lines": [_line_dict(line) for line in self.lines],
+                "lines": [
+                    {**_line_dict(line), "usd_value": self.usd_value(line.credit or line.debit)}
+                    for line in self.lines
+                ],
                 "daily_usage": [
                     {"date": day, "credits": credits} for day, credits in self.daily_usage
                 ],
@@ -273,6 +302,17 @@ class Statement:
             }
         )
         return body
+
+    def _total_dict(self, total: UsageTotal) -> dict[str, Any]:
+        return {
+            "kind": total.kind,
+            **({"item": total.item} if total.item else {}),
+            "events": total.events,
+            "credits": total.credits,
+            "usd_value": self.usd_value(total.credits),
+            "provider_cost_usd": total.provider_cost_usd,
+            **({"tokens": total.tokens} if total.item and total.tokens is not None else {}),
+        }
 
 
 def _line_dict(line: StatementLine) -> dict[str, Any]:
@@ -370,10 +410,11 @@ class _EventTotals:
     usd_total: Decimal
     events: int
     unpriced: int
+    item_events: dict[tuple[date, str, str], int]
 
 
 def _event_totals(store: Store, window: _Window) -> _EventTotals:
-    out = _EventTotals([], {}, ZERO, ZERO, ZERO, 0, 0)
+    out = _EventTotals([], {}, ZERO, ZERO, ZERO, 0, 0, {})
     for row in store.query(_EVENT_TOTALS, window.params()).dicts():
         day = window.day(int(row["day"]))
         if not row["in_scope"]:
@@ -389,6 +430,7 @@ def _event_totals(store: Store, window: _Window) -> _EventTotals:
         out.usd_total = add(out.usd_total, row["usd_sum"])
         out.events += int(row["events"])
         out.unpriced += int(row["unpriced"])
+        out.item_events[(day, row["kind"], row["item"])] = int(row["events"])
         if row["residual_credits"] != 0 or row["residual_usd"] != 0:
             out.adjustments.append(
                 StatementLine(
@@ -551,6 +593,8 @@ def build_statement(
         lines=tuple(ordered),
         daily_usage=_daily_usage(span, ordered),
         generated_at=now_utc(),
+        rate=account_rate(str(account.get("plan") or "")),
+        item_events=tuple(sorted(totals.item_events.items())),
     )
     _check_reconciles(statement, ordered)
     previous = latest_issue(store, account_id, span.month, scope.key)

@@ -14,7 +14,17 @@ from typing import Final
 
 from meterhouse.ledger.amounts import ZERO, shown
 from meterhouse.ledger.statement import Statement
-from meterhouse.ledger.statement_render import summary_rows, unit_price_text
+from meterhouse.ledger.statement_render import (
+    SUMMARY_HEAD,
+    category_rows,
+    item_rows,
+    line_cells,
+    line_head,
+    money,
+    rate_text,
+    statement_lines,
+    summary_rows,
+)
 
 _CHART_WIDTH: Final = Decimal(760)
 _CHART_HEIGHT: Final = Decimal(220)
@@ -23,11 +33,21 @@ _RIGHT: Final = Decimal(10)
 _TOP: Final = Decimal(16)
 _BOTTOM: Final = Decimal(28)
 _TENTH: Final = Decimal("0.1")
+_NUM: Final = ' class="num"'
 
 _STYLE: Final = """
+@page { size: A4; margin: 10mm 8mm; }
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328;
-       margin: 2rem auto; max-width: 1100px; font-size: 13px; }
-h1 { font-size: 20px; margin: 0 0 .2rem; }
+       margin: 2rem auto; max-width: 1100px; font-size: 12px; }
+h1 { font-size: 18px; margin: 0 0 .2rem; }
+h2 { font-size: 14px; margin: 1rem 0 .3rem; }
+section.top { display: flex; gap: 2rem; flex-wrap: wrap; }
+table.totals td, table.totals th { padding: .15rem .6rem .15rem 0; }
+table.totals th { text-align: left; border-bottom: 1px solid #1f2328; }
+table.totals tr.total td { border-top: 1px solid #1f2328; font-weight: 600; }
+.negative { color: #cf222e; }
+.flag { font-size: 9px; font-weight: 700; border: 1px solid #cf222e; padding: 0 2px; }
+figure { margin: 0; }
 .muted { color: #57606a; }
 .revised { border: 2px solid #cf222e; color: #cf222e; padding: .5rem .8rem; font-weight: 600;
            margin: 1rem 0; }
@@ -36,15 +56,20 @@ table { border-collapse: collapse; }
 table.summary td { padding: .2rem .8rem .2rem 0; }
 table.summary tr.total td { border-top: 1px solid #1f2328; font-weight: 600; }
 table.lines { width: 100%; margin-top: 1rem; }
-table.lines th, table.lines td { padding: .25rem .4rem; border-bottom: 1px solid #d0d7de;
-                                 vertical-align: top; }
+table.lines { font-size: 10px; line-height: 1.25; }
+table.lines th, table.lines td { padding: 0 .4rem; vertical-align: top; }
+/* Zebra rows instead of rules: a printed month of a busy account stays a few pages. */
+table.lines tbody tr:nth-child(even) td { background: #f6f8fa; }
+body { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+@media print { table.lines { font-size: 9px; } figure svg { height: 140px; } }
+table.lines tr { break-inside: avoid; }
 table.lines th { text-align: left; background: #f6f8fa; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.grant td { background: #dafbe1; }
 tr.expiry td { background: #fff8c5; }
 tr.edge td { font-weight: 600; background: #f6f8fa; }
 footer { margin-top: 1.5rem; font-size: 11px; }
-@media print { body { margin: 0; } }
+@media print { body { margin: 0; max-width: none; } }
 """
 
 
@@ -99,17 +124,24 @@ def _day_title(day: date, credits: Decimal) -> str:
 
 def _summary(statement: Statement) -> str:
     rows = summary_rows(statement)
-    body = []
+    body = ['<tr><th></th><th class="num">Credits</th><th class="num">USD value</th></tr>']
     for position, (label, value) in enumerate(rows):
         css = ' class="total"' if position == len(rows) - 1 else ""
         body.append(
-            f'<tr{css}><td>{escape(label)}</td><td class="num">{escape(shown(value))}</td></tr>'
+            f"<tr{css}><td>{escape(label)}</td>{_balance_cell(value, 'balance' in label.lower())}"
+            f'<td class="num">{escape(money(statement.usd_value(value), "USD"))}</td></tr>'
         )
-    body.append(
-        f'<tr><td class="muted">USD value of usage</td>'
-        f'<td class="num muted">{escape(shown(statement.usd_total))}</td></tr>'
-    )
     return f'<table class="summary" id="summary">{"".join(body)}</table>'
+
+
+def _balance_cell(value: Decimal, is_balance: bool = True) -> str:
+    """A balance, red and marked OVERDRAWN when the account owes credits."""
+    if is_balance and value < 0:
+        return (
+            f'<td class="num negative">{escape(shown(value, 2))} '
+            '<span class="flag">OVERDRAWN</span></td>'
+        )
+    return f'<td class="num">{escape(shown(value, 2))}</td>'
 
 
 def _cell(text: str, numeric: bool = False) -> str:
@@ -117,41 +149,62 @@ def _cell(text: str, numeric: bool = False) -> str:
     return f"<td{css}>{escape(text)}</td>"
 
 
-def _lines(statement: Statement) -> str:
-    head = ("Date", "Description", "Quantity", "Unit", "Unit price", "Credit", "Debit", "USD")
-    numeric = ' class="num"'
-    header = "".join(
-        f"<th{numeric if i >= 2 and name != 'Unit' else ''}>{escape(name)}</th>"
-        for i, name in enumerate((*head, "Balance"))
+def _heading(name: str) -> str:
+    """'USD value' keeps its capitals; 'unit price (credits)' -> 'Unit price (credits)'."""
+    return name[:1].upper() + name[1:]
+
+
+def _totals_table(table_id: str, rows: list[list[str]]) -> str:
+    head = "".join(
+        f"<th{_NUM if i >= 2 else ''}>{escape(_heading(name))}</th>"
+        for i, name in enumerate(SUMMARY_HEAD)
     )
+    body = []
+    for position, row in enumerate(rows):
+        css = ' class="total"' if position == len(rows) - 1 else ""
+        body.append(f"<tr{css}>" + "".join(_cell(c, i >= 2) for i, c in enumerate(row)) + "</tr>")
+    return (
+        f'<table class="totals" id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _lines(statement: Statement, detail: bool) -> str:
+    head = line_head(detail)
+    first_number = 2
+    header = "".join(
+        f"<th{_NUM if i >= first_number and name != 'unit' else ''}>{escape(_heading(name))}</th>"
+        for i, name in enumerate(head)
+    )
+    blank = len(head) - 3
     rows = [
         '<tr class="edge">'
         + _cell(statement.span.month.isoformat())
         + _cell("Opening balance")
-        + _cell("") * 6
-        + _cell(shown(statement.opening_balance), True)
+        + _cell("") * blank
+        + _balance_cell(statement.opening_balance)
         + "</tr>"
     ]
-    for line in statement.lines:
+    for line in statement_lines(statement, detail):
+        cells = line_cells(statement, line, detail)
         rows.append(
             f'<tr class="{escape(line.type)}">'
-            + _cell(line.local_date.isoformat())
-            + _cell(line.description)
-            + _cell(shown(line.quantity, 0) if line.quantity is not None else "", True)
-            + _cell(line.unit)
-            + _cell(unit_price_text(line), True)
-            + _cell(shown(line.credit) if line.credit else "", True)
-            + _cell(shown(line.debit) if line.type != "grant" else "", True)
-            + _cell(shown(line.usd) if line.usd is not None else "", True)
-            + _cell(shown(line.balance), True)
+            + "".join(
+                _cell(c, i >= first_number and head[i] != "unit") for i, c in enumerate(cells[:-1])
+            )
+            + _balance_cell(line.balance)
             + "</tr>"
         )
+    totals = [""] * blank
+    credit_at = head.index("credit") - 2
+    totals[credit_at] = shown(statement.credit_total, 2)
+    totals[credit_at + 1] = shown(statement.debit_total, 2)
     rows.append(
         '<tr class="edge">'
         + _cell("")
-        + _cell("Closing balance")
-        + _cell("") * 6
-        + _cell(shown(statement.closing_balance), True)
+        + _cell("Totals and closing balance")
+        + "".join(_cell(c, True) for c in totals)
+        + _balance_cell(statement.closing_balance)
         + "</tr>"
     )
     return (
@@ -160,7 +213,7 @@ def _lines(statement: Statement) -> str:
     )
 
 
-def render_html(statement: Statement) -> str:
+def render_html(statement: Statement, detail: bool = False) -> str:
     title = f"Usage statement {statement.span.label} · {statement.account_name}"
     in_progress = (
         "" if statement.complete else f" · in progress, as of {statement.as_of:%Y-%m-%d %H:%M} UTC"
@@ -174,6 +227,20 @@ def render_html(statement: Statement) -> str:
             f"{escape(shown(previous.totals.debit_total))} credits and closing balance "
             f"{escape(shown(previous.totals.closing_balance))} credits.</div>"
         )
+    negative = [
+        name
+        for name, value in (
+            ("opening", statement.opening_balance),
+            ("closing", statement.closing_balance),
+        )
+        if value < 0
+    ]
+    if negative:
+        notes.append(
+            f'<div class="revised" id="overdrawn">The {" and ".join(negative)} balance '
+            f"{'is' if len(negative) == 1 else 'are'} negative (OVERDRAWN): the account had "
+            "used more credits than it was granted.</div>"
+        )
     if statement.scope_note:
         notes.append(f'<div class="note">{escape(statement.scope_note)}</div>')
     if statement.unpriced_events:
@@ -182,6 +249,12 @@ def render_html(statement: Statement) -> str:
             "carry 0 credits.</div>"
         )
     organisation = f" · {escape(statement.organisation)}" if statement.organisation else ""
+    view = (
+        "every usage type, with quantity, unit price (per 1M tokens for tokens) and the "
+        "providers' cost"
+        if detail
+        else "one line per day and item (the detailed statement has every usage type)"
+    )
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -199,26 +272,36 @@ def render_html(statement: Statement) -> str:
             f"{escape(in_progress)}</div>",
             f'<div class="muted">Period {escape(f"{statement.span.start:%Y-%m-%d %H:%M}")} to '
             f"{escape(f'{statement.span.end:%Y-%m-%d %H:%M}')} UTC</div>",
+            f'<div class="muted" id="rate">{escape(rate_text(statement))}</div>',
             "</header>",
             *notes,
-            "<section>",
-            "<h2>Summary</h2>",
+            '<section class="top">',
+            "<div><h2>Summary</h2>",
             _summary(statement),
+            "</div>",
+            "<div><h2>Usage by category</h2>",
+            _totals_table("by-category", category_rows(statement)),
+            "</div>",
+            "</section>",
+            "<section>",
+            "<h2>Usage by model or job kind</h2>",
+            _totals_table("by-item", item_rows(statement)),
             "</section>",
             "<section>",
             "<h2>Usage per day</h2>",
             f"<figure>{_chart(statement)}</figure>",
             "</section>",
             "<section>",
-            "<h2>Lines</h2>",
-            _lines(statement),
+            f"<h2>Lines: {escape(view)}</h2>",
+            _lines(statement, detail),
             "</section>",
             '<footer class="muted">',
-            "<p>Amounts in credits, shown rounded to 4 decimal places; totals are computed "
-            "from exact values (csv and json carry every digit). Days are calendar days in "
-            f"{escape(statement.time_zone)}. Grants burn in order of priority, then earliest "
-            "expiry, then oldest; an expired grant's unused remainder leaves the balance at its "
-            "expiry.</p>",
+            "<p>Amounts in credits with 2 decimals unless marked $; totals are computed from "
+            "exact values (csv and json carry every digit and per-unit prices). USD value is "
+            "the credits at the account's rate; provider cost is what the LLM providers "
+            f"charge for the model calls. Days are calendar days in {escape(statement.time_zone)}."
+            " Grants burn in order of priority, then earliest expiry, then oldest; an expired "
+            "grant's unused remainder leaves the balance at its expiry.</p>",
             f"<p>Generated {escape(f'{statement.generated_at:%Y-%m-%d %H:%M:%S}')} UTC · "
             f"content sha256 {escape(statement.content_hash)}</p>",
             "</footer>",

@@ -1,8 +1,11 @@
 """A statement as text for people (table), or csv and json for programs.
 
-csv and json carry every digit; the table rounds amounts to 4 decimal places for reading
-(totals are computed from the exact values, so a column of rounded lines can differ from
-its rounded total in the last place, as on any bank statement).
+csv and json carry every digit and per-unit prices; the table reads like a bank or card
+statement: a summary with the dollar value of credits at the account's rate, usage by
+category and by model or job kind with totals, then one line per day and item (--detail:
+every usage type, token prices per 1M tokens, the providers' cost). Amounts show 2
+decimals; totals are computed from the exact values, so a column of rounded lines can
+differ from its rounded total in the last place, as on any bank statement.
 """
 
 from __future__ import annotations
@@ -13,8 +16,15 @@ import json
 from decimal import Decimal
 from typing import Final
 
-from meterhouse.ledger.amounts import plain, shown
+from meterhouse.ledger.amounts import exact_sum, plain, shown
 from meterhouse.ledger.statement import Statement, StatementLine
+from meterhouse.ledger.statement_summary import (
+    UsageTotal,
+    by_category,
+    by_item,
+    compact_lines,
+    per_million,
+)
 
 FORMATS: Final = ("table", "csv", "json", "html")
 CSV_COLUMNS: Final = (
@@ -30,7 +40,8 @@ CSV_COLUMNS: Final = (
     "unit_price_credits",
     "credit",
     "debit",
-    "usd",
+    "usd_value",
+    "provider_cost_usd",
     "events",
     "balance",
     "reference",
@@ -97,64 +108,182 @@ def summary_rows(statement: Statement) -> list[tuple[str, Decimal]]:
     return rows
 
 
-def render_table(statement: Statement) -> str:
-    head = [
-        "date",
-        "description",
-        "quantity",
-        "unit",
-        "unit price",
-        "credit",
-        "debit",
-        "USD",
-        "balance",
-    ]
-    rows = [
+def money(value: Decimal | None, currency: str = "credits") -> str:
+    """2 decimals with the currency: '1,234.57 credits', '$11.22', '-$0.34'."""
+    if value is None:
+        return ""
+    if currency == "USD":
+        text = shown(abs(value), 2)
+        return f"-${text}" if value < 0 else f"${text}"
+    return f"{shown(value, 2)} {currency}"
+
+
+def balance_text(value: Decimal) -> str:
+    """A balance, marked when the account owes credits (as a bank marks an overdraft)."""
+    return f"{shown(value, 2)} OVERDRAWN" if value < 0 else shown(value, 2)
+
+
+def rate_text(statement: Statement) -> str:
+    if statement.rate is None:
+        return "Rate: the account's plan has no credits-per-USD rate; no dollar values shown"
+    rate = statement.rate
+    return (
+        f"Rate: {plain(rate.credits_per_usd)} credits = $1.00 (plan {rate.plan}, price book "
+        f"{rate.price_book_version}); USD value = credits at this rate. Provider cost is what "
+        "the LLM providers charge for the model calls."
+    )
+
+
+def category_rows(statement: Statement) -> list[list[str]]:
+    """Usage by category, then by model or job kind, each with a total row."""
+    rows = []
+    categories = by_category(statement)
+    for total in categories:
+        rows.append(_total_row(statement, total.label, "", total))
+    rows.append(
         [
-            statement.span.month.isoformat(),
-            "Opening balance",
+            "Total",
             "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            shown(statement.opening_balance),
+            f"{sum(t.events for t in categories):,}",
+            shown(statement.usage_total, 2),
+            money(statement.usd_value(statement.usage_total), "USD"),
+            money(_provider_cost(categories), "USD"),
         ]
+    )
+    return rows
+
+
+def item_rows(statement: Statement) -> list[list[str]]:
+    rows = [_total_row(statement, t.label, t.item, t) for t in by_item(statement)]
+    totals = by_category(statement)
+    rows.append(
+        [
+            "Total",
+            "",
+            f"{sum(t.events for t in totals):,}",
+            shown(statement.usage_total, 2),
+            money(statement.usd_value(statement.usage_total), "USD"),
+            money(_provider_cost(totals), "USD"),
+        ]
+    )
+    return rows
+
+
+def _provider_cost(totals: list[UsageTotal]) -> Decimal | None:
+    kept = [t.provider_cost_usd for t in totals if t.provider_cost_usd is not None]
+    return exact_sum(kept) if kept else None
+
+
+def _total_row(statement: Statement, label: str, item: str, total: UsageTotal) -> list[str]:
+    return [
+        label,
+        item,
+        f"{total.events:,}",
+        shown(total.credits, 2),
+        money(statement.usd_value(total.credits), "USD"),
+        money(total.provider_cost_usd, "USD"),
     ]
-    for line in statement.lines:
-        rows.append(
-            [
-                line.local_date.isoformat(),
-                line.description,
-                shown(line.quantity, 0) if line.quantity is not None else "",
-                line.unit,
-                unit_price_text(line),
-                shown(line.credit) if line.credit else "",
-                shown(line.debit) if line.type != "grant" else "",
-                shown(line.usd) if line.usd is not None else "",
-                shown(line.balance),
-            ]
-        )
-    rows.append(["", "Closing balance", "", "", "", "", "", "", shown(statement.closing_balance)])
+
+
+SUMMARY_HEAD: Final = ("category", "item", "events", "credits", "USD value", "provider cost")
+
+
+def statement_lines(statement: Statement, detail: bool) -> list[StatementLine]:
+    return list(statement.lines) if detail else compact_lines(statement)
+
+
+def line_cells(statement: Statement, line: StatementLine, detail: bool) -> list[str]:
+    """One line for people: 2 decimals, token prices per 1M tokens, USD at the rate."""
+    amount = line.credit if line.type == "grant" else line.debit
+    cells = [line.local_date.isoformat(), line.description]
+    if detail:
+        price, per = per_million(line.unit, line.unit_price_credits)
+        cells += [
+            shown(line.quantity, 0) if line.quantity is not None else "",
+            line.unit,
+            f"{shown(price, 4)} / {per}" if price is not None else unit_price_text(line),
+        ]
+    cells += [
+        shown(line.credit, 2) if line.type == "grant" else "",
+        shown(line.debit, 2) if line.type != "grant" else "",
+        money(statement.usd_value(amount), "USD"),
+    ]
+    if detail:
+        cells.append(money(line.usd, "USD") if line.kind == "model" else "")
+    cells.append(balance_text(line.balance))
+    return cells
+
+
+def line_head(detail: bool) -> list[str]:
+    head = ["date", "description"]
+    if detail:
+        head += ["quantity", "unit", "unit price (credits)"]
+    head += ["credit", "debit", "USD value"]
+    if detail:
+        head.append("provider cost")
+    return [*head, "balance"]
+
+
+def _table(head: list[str], rows: list[list[str]], left: int) -> list[str]:
+    """Columns from ``left`` on are numbers: right-aligned."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    numeric = {2, 4, 5, 6, 7, 8}
 
     def fmt(cells: list[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
+            c.rjust(w) if i >= left else c.ljust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    table = [fmt(head), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
-    label_width = max(len(label) for label, _ in summary_rows(statement))
+    return [fmt(head), "  ".join("-" * w for w in widths), *(fmt(r) for r in rows)]
+
+
+def render_table(statement: Statement, detail: bool = False) -> str:
     summary = [
-        f"{label.ljust(label_width)}  {shown(value):>20}"
+        [label, shown(value, 2), money(statement.usd_value(value), "USD")]
         for label, value in summary_rows(statement)
     ]
-    summary.append(f"{'USD value of usage'.ljust(label_width)}  {shown(statement.usd_total):>20}")
-    footer = "Amounts in credits, rounded to 4 places; csv and json carry exact values."
-    return "\n".join([*headline(statement), "", *summary, "", *table, "", footer])
+    for row, (label, value) in zip(summary, summary_rows(statement), strict=True):
+        if "balance" in label.lower() and value < 0:
+            row.append("OVERDRAWN")
+    width = max(len(r) for r in summary)
+    summary = [r + [""] * (width - len(r)) for r in summary]
+    lines = statement_lines(statement, detail)
+    edge = len(line_head(detail)) - 3
+    body = [
+        [statement.span.month.isoformat(), "Opening balance", *[""] * edge,
+         balance_text(statement.opening_balance)],
+        *(line_cells(statement, line, detail) for line in lines),
+    ]  # fmt: skip
+    totals = ["", "Totals and closing balance", *[""] * edge,
+              balance_text(statement.closing_balance)]  # fmt: skip
+    first = 5 if detail else 2
+    totals[first] = shown(statement.credit_total, 2)
+    totals[first + 1] = shown(statement.debit_total, 2)
+    body.append(totals)
+    view = (
+        "every line (--detail)"
+        if detail
+        else "one line per day and item; --detail shows each usage type with quantity and price"
+    )
+    out = [
+        *headline(statement),
+        rate_text(statement),
+        "",
+        *_table(["", "credits", "USD value", ""][:width], summary, 1),
+        "",
+        "Usage by category",
+        *_table(list(SUMMARY_HEAD), category_rows(statement), 2),
+        "",
+        "Usage by model or job kind",
+        *_table(list(SUMMARY_HEAD), item_rows(statement), 2),
+        "",
+        f"Lines: {view}",
+        *_table(line_head(detail), body, 2),
+        "",
+        "Amounts in credits with 2 decimals unless marked $; csv and json carry exact values "
+        "and per-unit prices.",
+    ]
+    return "\n".join(out)
 
 
 def render_csv(statement: Statement) -> str:
@@ -186,7 +315,10 @@ def render_csv(statement: Statement) -> str:
                 "unit_price_credits": _opt(line.unit_price_credits),
                 "credit": plain(line.credit),
                 "debit": plain(line.debit),
-                "usd": _opt(line.usd),
+                "usd_value": _opt(
+                    statement.usd_value(line.credit if line.type == "grant" else line.debit)
+                ),
+                "provider_cost_usd": _opt(line.usd) if line.kind == "model" else "",
                 "events": line.events,
                 "balance": plain(line.balance),
                 "reference": line.reference,
@@ -211,9 +343,10 @@ def render_json(statement: Statement) -> str:
     return json.dumps(statement.to_dict(), indent=2)
 
 
-def render(statement: Statement, fmt: str) -> str:
+def render(statement: Statement, fmt: str, *, detail: bool = False) -> str:
+    """``detail``: every usage type in the table and HTML (csv and json always have them)."""
     if fmt == "table":
-        return render_table(statement)
+        return render_table(statement, detail)
     if fmt == "csv":
         return render_csv(statement)
     if fmt == "json":
@@ -221,5 +354,5 @@ def render(statement: Statement, fmt: str) -> str:
     if fmt == "html":
         from meterhouse.ledger.statement_html import render_html
 
-        return render_html(statement)
+        return render_html(statement, detail)
     raise ValueError(f"unknown statement format {fmt!r}; formats: {', '.join(FORMATS)}")

@@ -34,17 +34,18 @@ _ENGINE = re.compile(r"ENGINE\s*=\s*(\w*)MergeTree\b", re.I)
 
 
 def schema_dir() -> Path:
-    """clickhouse/schema/ of this checkout (the package is installed editable or from it)."""
-    here = Path(__file__).resolve()
-    # Editable installs find it above the package; a plain install (the Docker image) runs
-    # from the source tree's root.
-    for parent in [*here.parents, Path.cwd()]:
-        candidate = parent / "clickhouse" / "schema"
-        if candidate.is_dir():
-            return candidate
+    """clickhouse/schema/, shipped inside the package as meterhouse/store/schema/.
+
+    In the source tree that folder is a symlink to clickhouse/schema/ (resolved, so callers
+    see the real checkout); a built wheel carries copies of the files, so `migrate` works
+    from any directory.
+    """
+    packaged = Path(__file__).resolve().with_name("schema")
+    if packaged.is_dir():
+        return packaged.resolve()
     raise MigrationError(
-        "cannot find clickhouse/schema/ beside the meterhouse package; install meterhouse "
-        "from its source tree (pip install -e .)"
+        f"cannot find the SQL migrations in {packaged}; reinstall meterhouse "
+        "(pip install --force-reinstall meterhouse, or pip install -e . in a checkout)"
     )
 
 

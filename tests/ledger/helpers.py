@@ -107,3 +107,20 @@ def usage_sum(store: Store, account_id: str, start: datetime, end: datetime) -> 
     ).scalar()
     assert isinstance(value, Decimal)
     return value
+
+
+def usage_insert_sql(
+    account: str, at: datetime, credits: str, *, zone: str = "UTC", team: str = ""
+) -> str:
+    """One priced gpt-4o call as `meterhouse sql --write` takes it (tests of the CLI)."""
+    local = at.astimezone(ZoneInfo(zone)).date().isoformat()
+    stamp = at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return (
+        "INSERT INTO usage_events (source, event_id, event_type, kind, event_time, local_date, "
+        "account_id, team_id, item, `lines.usage_type`, `lines.quantity`, `lines.unit`, "
+        "`lines.unit_price_credits`, `lines.unit_price_usd`, `lines.credits`, `lines.usd`, "
+        "credits, usd, priced) VALUES "
+        f"('cli', 'e-{credits}', 'com.meterhouse.model.call', 'model', '{stamp}', '{local}', "
+        f"'{account}', '{team}', 'gpt-4o', ['output'], [1000], ['token'], [{credits}/1000], "
+        f"[0], [{credits}], [0], {credits}, 0, 1)"
+    )

@@ -345,7 +345,7 @@ def test_the_html_statement_is_well_formed_escaped_and_shows_the_totals(
         statement.expired_total,
         statement.closing_balance,
     ):
-        assert shown(total) in text
+        assert shown(total, 2) in text
     assert statement.expired_total > 0 and "Expired unused credits" in text
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert json.loads(json.dumps(statement.to_dict()))["summary"]["closing_balance"]
