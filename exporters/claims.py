@@ -106,7 +106,7 @@ def claim_rows(
                     "event_id": pc.cast(rows.column("event_id"), pa.string()),
                     "claim": pa.array([claim] * count, pa.string()),
                     "attempt": pa.array([attempt] * count, pa.string()),
-                    "claimed_at": pa.array([claimed_at] * count, pa.timestamp("s", tz="UTC")),
+                    "claimed_at": pa.array([claimed_at] * count, pa.timestamp("ms", tz="UTC")),
                 }
             )
         )

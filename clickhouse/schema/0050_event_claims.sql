@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS event_claims
     event_id    String,
     claim       String,                               -- the claiming batch: its dedup token
     attempt     String DEFAULT '',                    -- which write of that batch claimed
-    claimed_at  DateTime DEFAULT now()                -- when the claim was first written
+    claimed_at  DateTime64(3, 'UTC') DEFAULT now64(3) -- when the claim was first written
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(claimed_at)
