@@ -73,9 +73,12 @@ Line = tuple[str, int, str, int, int, int, int]
 number an integer in units of 1e-12."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnitRating:
-    """A Rating whose amounts are integers in units of 1e-12 (see :data:`Line`)."""
+    """A Rating whose amounts are integers in units of 1e-12 (see :data:`Line`).
+
+    Not frozen (nothing changes one after it is made): one is made per usage event, and a
+    frozen dataclass pays an ``object.__setattr__`` per field to be built."""
 
     kind: str
     item: str
@@ -740,12 +743,10 @@ def _line_price(
 
 
 def _seconds_units(seconds: Decimal) -> int:
-    """quantize(seconds) in units of 1e-12 (half-even, as rate's quantize)."""
-    n, e = fixed(seconds)
-    if e <= SCALE_DIGITS:
-        exact: int = n * 10 ** (SCALE_DIGITS - e)
-        return exact
-    return _div_half_even(n, 10 ** (e - SCALE_DIGITS))
+    """quantize(seconds) in units of 1e-12 (half-even, as rate's quantize); seconds >= 0.
+    From the exact fraction: no Decimal context, no digits tuple."""
+    numerator, denominator = seconds.as_integer_ratio()
+    return _div_half_even(numerator * ONE, denominator)
 
 
 def epoch_microseconds(moment: datetime) -> int:
