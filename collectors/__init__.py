@@ -3,12 +3,14 @@
 Every request goes through the same steps, each its own module:
 
     http (auth, size, media type)      collectors/http.py, collectors/auth.py
-    -> decode + validate               collectors/fast_decode.py (all valid: one pass),
-                                       collectors/cloudevents.py (errors), collectors/otlp.py
-                                       collectors/validate.py, collectors/genai.py
-    -> rate -> rows (column-wise)      collectors/columns.py, meterhouse/rating/fast.py
+    -> decode + validate               collectors/cloudevents.py, collectors/otlp.py,
+                                       collectors/genai.py; the checks: collectors/validate.py
+    -> rate -> rows (column-wise)      meterhouse/rating/rater.py, meterhouse/processing/columns.py
     -> spool (fsync, then 2xx)         collectors/ingest.py, exporters/spool/
     -> drain -> write                  exporters/spool/spool.py, exporters/clickhouse_writer.py
+
+Rating and the row builder are the ones every writer of events uses (the poller, the demo
+and reprice too), so they live in meterhouse/.
 
 docs/durability.md explains the spool and what makes the path fast.
 
