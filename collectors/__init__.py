@@ -11,6 +11,9 @@ Every request goes through the same steps, each its own module:
     -> drain -> claim -> write         exporters/spool/spool.py, exporters/claims.py,
                                        exporters/clickhouse_writer.py
 
+Rating and the row builder are the ones every writer of events uses (the poller, the demo
+and reprice too), so they live in meterhouse/.
+
 docs/durability.md explains the spool and what makes the path fast.
 
 The routes are installed by the ``install_ingest`` service hook (collectors/plugin.py).

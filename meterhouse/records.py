@@ -48,8 +48,10 @@ def charge_id(event: Event) -> str:
     ``run:<run_id>``, so a final state sent again under another id (a platform retrying
     with fresh ids, a ``failed`` corrected to ``timed_out``) makes a second row with the
     same (account, source, event_id), which the writer drops as a duplicate: the first
-    final state received is the one charged. The run is keyed by account and run id, as
-    ``job_runs_current`` keys it. Every other usage row keeps the CloudEvent's id.
+    final state received is the one charged. The run is keyed by its run id within the
+    account, as ``job_runs_current`` keys it; the source stays the sender's (provenance),
+    so one run reported by two sources is charged once per source (docs/events.md). Every
+    other usage row keeps the CloudEvent's id.
     """
     if event.type == JOB_RUN:
         data = event.data

@@ -1,1 +1,2 @@
-"""Pure processors: a validated event (and its rating) in, table rows out."""
+"""Validated events in, one Arrow table per target table out: the row side of every
+writer of events (accounts.py: time zone and plan per account; columns.py: the rows)."""

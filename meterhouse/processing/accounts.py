@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meterhouse import records as r
 from meterhouse.store.base import Store
 
 
@@ -52,9 +50,6 @@ class AccountDirectory:
         info = AccountInfo(_zone(str(tz)), str(plan) or "free")
         self._cache[account_id] = (info, now)
         return info
-
-    def local_date(self, account_id: str, event: r.Event) -> date:
-        return event.time.astimezone(self.get(account_id).time_zone).date()
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -133,7 +133,7 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     ),
 }
 _RUNNING_RANK: Final = r.run_status_rank("running")
-_LINE_FIELDS: Final = (
+LINE_FIELDS: Final = (
     "lines.usage_type",
     "lines.quantity",
     "lines.unit",
@@ -338,7 +338,7 @@ class ColumnBuilder:
         times = [row[3] for row in rated]
         datas = [event.data for event in events]
         lines = [line for rating in ratings for line in rating.lines]
-        line_columns = list(zip(*lines, strict=True)) if lines else [()] * len(_LINE_FIELDS)
+        line_columns = list(zip(*lines, strict=True)) if lines else [()] * len(LINE_FIELDS)
         offsets = [0, *itertools.accumulate(len(rating.lines) for rating in ratings)]
         columns: dict[str, Sequence[Any]] = {
             "source": [event.source for event in events],
@@ -355,7 +355,7 @@ class ColumnBuilder:
             "provider": [rating.provider for rating in ratings],
             "job_id": [getattr(data, "job_id", "") for data in datas],
             "run_id": [getattr(data, "run_id", "") for data in datas],
-            **dict(zip(_LINE_FIELDS, line_columns, strict=True)),
+            **dict(zip(LINE_FIELDS, line_columns, strict=True)),
             "credits": [rating.credits for rating in ratings],
             "usd": [rating.usd for rating in ratings],
             "priced": [1 if rating.priced else 0 for rating in ratings],

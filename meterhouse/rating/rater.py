@@ -73,9 +73,12 @@ Line = tuple[str, int, str, int, int, int, int]
 number an integer in units of 1e-12."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UnitRating:
-    """A Rating whose amounts are integers in units of 1e-12 (see :data:`Line`)."""
+    """A Rating whose amounts are integers in units of 1e-12 (see :data:`Line`).
+
+    Not frozen (nothing changes one after it is made): one is made per usage event, and a
+    frozen dataclass pays an ``object.__setattr__`` per field to be built."""
 
     kind: str
     item: str
@@ -410,13 +413,7 @@ class Rater:
         self, event: r.Event, data: r.ModelCallData, plan: str, us: int
     ) -> UnitRating | None:
         simple = self._simple.get((data.model, data.provider, plan, event.account_id))
-        if simple is not None and (
-            data.input_tokens >= 0
-            and data.output_tokens >= 0
-            and data.cache_read_tokens >= 0
-            and data.cache_write_tokens >= 0
-            and data.reasoning_tokens >= 0
-        ):
+        if simple is not None and not _negative(data):
             return self._compute(simple[0], simple[1], data)
         name = (data.model, data.provider)
         prices = self._models.get(name)
@@ -425,16 +422,7 @@ class Rater:
         if prices is None:
             # Remembered as unknown: its quantities without a price, no rate() per call.
             return self._unknown_model(data) if name in self._unknown else None
-        if (
-            min(
-                data.input_tokens,
-                data.output_tokens,
-                data.cache_read_tokens,
-                data.cache_write_tokens,
-                data.reasoning_tokens,
-            )
-            < 0
-        ):
+        if _negative(data):
             return None
         period_index = prices.period_index(us) if prices.conditions else 0
         period = prices.periods[period_index]
@@ -532,16 +520,7 @@ class Rater:
 
     def _unknown_model(self, data: r.ModelCallData) -> UnitRating | None:
         """rate's answer for a model the catalog does not know: quantities, no price."""
-        if (
-            min(
-                data.input_tokens,
-                data.output_tokens,
-                data.cache_read_tokens,
-                data.cache_write_tokens,
-                data.reasoning_tokens,
-            )
-            < 0
-        ):
+        if _negative(data):
             return None  # invalid_usage: rate() says so
         tokens = split_tokens(
             input_tokens=data.input_tokens,
@@ -740,12 +719,10 @@ def _line_price(
 
 
 def _seconds_units(seconds: Decimal) -> int:
-    """quantize(seconds) in units of 1e-12 (half-even, as rate's quantize)."""
-    n, e = fixed(seconds)
-    if e <= SCALE_DIGITS:
-        exact: int = n * 10 ** (SCALE_DIGITS - e)
-        return exact
-    return _div_half_even(n, 10 ** (e - SCALE_DIGITS))
+    """quantize(seconds) in units of 1e-12 (half-even, as rate's quantize); seconds >= 0.
+    From the exact fraction: no Decimal context, no digits tuple."""
+    numerator, denominator = seconds.as_integer_ratio()
+    return _div_half_even(numerator * ONE, denominator)
 
 
 def epoch_microseconds(moment: datetime) -> int:
@@ -754,6 +731,20 @@ def epoch_microseconds(moment: datetime) -> int:
         moment = moment.replace(tzinfo=UTC)
     micros: int = (moment - _EPOCH) // _ONE_US
     return micros
+
+
+def _negative(data: r.ModelCallData) -> bool:
+    """A negative count: rate() says invalid_usage."""
+    return (
+        min(
+            data.input_tokens,
+            data.output_tokens,
+            data.cache_read_tokens,
+            data.cache_write_tokens,
+            data.reasoning_tokens,
+        )
+        < 0
+    )
 
 
 def _total_input(data: r.ModelCallData) -> int:

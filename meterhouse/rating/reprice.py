@@ -41,7 +41,7 @@ from meterhouse import records as r
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
 from meterhouse.processing.accounts import AccountDirectory
-from meterhouse.processing.columns import ColumnBuilder
+from meterhouse.processing.columns import LINE_FIELDS, SCHEMAS, ColumnBuilder
 from meterhouse.rating.money import CONTEXT
 from meterhouse.rating.rate import is_usage
 from meterhouse.rating.rater import Rater
@@ -57,35 +57,15 @@ RATED_COLUMNS: Final = (
     "kind",
     "item",
     "provider",
-    "lines.usage_type",
-    "lines.quantity",
-    "lines.unit",
-    "lines.unit_price_credits",
-    "lines.unit_price_usd",
-    "lines.credits",
-    "lines.usd",
+    *LINE_FIELDS,
     "credits",
     "usd",
     "priced",
     "unpriced_reason",
     "price_version",
 )
-# Every column the column builder writes; with ingested_at, every column of usage_events.
-ROW_COLUMNS: Final = (
-    "source",
-    "event_id",
-    "event_type",
-    "event_time",
-    "local_date",
-    "account_id",
-    "team_id",
-    "project_id",
-    "user_id",
-    "job_id",
-    "run_id",
-    "attributes",
-    *RATED_COLUMNS,
-)
+# Every column the row builder writes; with ingested_at, every column of usage_events.
+ROW_COLUMNS: Final = tuple(SCHEMAS["usage_events"].names)
 DAILY_KEY: Final = (
     "account_id",
     "team_id",

@@ -194,13 +194,21 @@ class Service:
         return {str(event_id): int(n) for event_id, n in rows}
 
 
+def is_run(event_id: str) -> bool:
+    """Whether ``batch`` made this event a finished job run (every tenth)."""
+    return int(event_id.rsplit("-", 1)[1]) % 10 == 9
+
+
+def usage_id(event_id: str) -> str:
+    """The event_id of the event's usage row: a run is charged as ``run:<run_id>``."""
+    return f"run:run-{event_id}" if is_run(event_id) else event_id
+
+
 def expected_rows(acked: set[str]) -> dict[str, set[str]]:
     """The keyed rows acknowledged events must have left, per table."""
-    runs = {e for e in acked if int(e.rsplit("-", 1)[1]) % 10 == 9}
+    runs = {e for e in acked if is_run(e)}
     return {
-        # A run is charged under its run's identity (run:<run_id>), once whatever ids its
-        # final state arrives under.
-        "usage_events": (set(acked) - runs) | {f"run:run-{e}" for e in runs},
+        "usage_events": {usage_id(e) for e in acked},
         "job_run_events": runs | {f"{e}#started" for e in runs},
     }
 

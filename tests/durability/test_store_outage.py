@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from tests.durability.service import Service, batch, expected_rows
+from tests.durability.service import Service, batch, expected_rows, usage_id
 from tests.support.cli import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +102,8 @@ def test_store_outage_fills_the_spool_then_drains_exactly_once(tmp_path: Path) -
             assert service.metric("meterhouse_spool_oldest_age_seconds") == 0
             # What was refused was not kept; sent again now, it is accepted.
             refused_ids = {e["id"] for e in refused[0]}
-            assert not refused_ids & set(service.counts("usage_events"))
+            refused_usage = {usage_id(e) for e in refused_ids}
+            assert not refused_usage & set(service.counts("usage_events"))
             assert service.post(refused[0]).status_code == 204
             acked |= refused_ids
             service.wait_drained()
