@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
 from exporters.spool import codec
-from exporters.spool.log import Position, SegmentLog, SpoolError, SpoolFullError
+from exporters.spool.log import Position, Record, SegmentLog, SpoolError, SpoolFullError
 from exporters.spool.metrics import SpoolMetrics
 from meterhouse.logs import get_logger
 
@@ -97,6 +97,11 @@ class _Batch:
         self.records += 1
         self.end = end
 
+    def skip(self, end: Position) -> None:
+        """Pass over a record that was quarantined instead of drained."""
+        self.records += 1
+        self.end = end
+
     def tables(self) -> dict[str, pa.Table]:
         return {
             name: parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -119,7 +124,13 @@ class Spool:
         on_written: Callable[[WriteResult], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.log = SegmentLog(directory, max_bytes=max_bytes, segment_bytes=segment_bytes)
+        self.log = SegmentLog(
+            directory,
+            max_bytes=max_bytes,
+            segment_bytes=segment_bytes,
+            head_check=codec.plausible_head,
+            on_quarantine=lambda _: self.metrics.quarantined.inc(),
+        )
         self.writer = writer
         self.batch_rows = batch_rows
         self.pace_bytes = pace_bytes  # backlog past which requests wait for a healthy drain
@@ -129,6 +140,7 @@ class Spool:
         self._oldest_ms: int | None = None
         self._state = threading.Lock()
         self._refused_full = False
+        self._refused_bytes = 0  # size of the last record refused for lack of room
         self._failing = False  # the last drain attempt failed
         self._stop = threading.Event()
         self._stop_deadline = 0.0
@@ -139,6 +151,7 @@ class Spool:
             pending_bytes=lambda: float(self.log.pending_bytes()),
             segments=lambda: float(self.log.segments()),
             oldest_age=self.oldest_age_seconds,
+            kept=lambda: float(self.log.quarantine.count()),
         )
         self._oldest_ms = self._peek_created(self.log.checkpoint)
 
@@ -154,15 +167,24 @@ class Spool:
         now_ms = int(self.clock() * 1000)
         payload = codec.encode(tables, events, now_ms)
         try:
-            end = self.log.append(payload)
+            written = self.log.write(payload)
         except SpoolFullError:
             self._refused_full = True
+            self._refused_bytes = len(payload)
             self.metrics.refused.inc()
             raise
+        except SpoolError:
+            self.metrics.disk_errors.inc()
+            raise
+        self._refused_full = False
         with self._state:
             if self._oldest_ms is None:
                 self._oldest_ms = now_ms
-        self.log.sync(end)
+        try:
+            self.log.sync(written.end, generation=written.generation)
+        except SpoolError:
+            self.metrics.disk_errors.inc()
+            raise
 
     def _pace(self) -> None:
         """While the drain works, keep the backlog under ``pace_bytes``: a request waits (up to
@@ -186,6 +208,7 @@ class Spool:
         if self._refused_full and pending > 0.9 * self.log.max_bytes:
             return f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for ClickHouse"
         self._refused_full = False
+        self._refused_bytes = 0  # size of the last record refused for lack of room
         return None
 
     def oldest_age_seconds(self) -> float:
@@ -294,7 +317,11 @@ class Spool:
         deadline = time.monotonic() + LINGER_SECONDS
         while True:
             for record in self.log.read(batch.end if batch.records else position, READ_BYTES):
-                batch.add(codec.decode(record.payload), record.end)
+                decoded = self._decode(record)
+                if decoded is None:
+                    batch.skip(record.end)
+                    continue
+                batch.add(decoded, record.end)
                 if batch.rows >= self.batch_rows:
                     return batch
             if batch.records == 0:
@@ -304,6 +331,15 @@ class Spool:
             self.log.wait_durable_beyond(batch.end, deadline - time.monotonic())
             if self.log.durable <= batch.end:
                 return batch
+
+    def _decode(self, record: Record) -> codec.SpoolBatch | None:
+        """A record's batch; None when its checksum holds but it cannot be decoded (written
+        by a bug or another version): it goes to the quarantine, the drain goes on."""
+        try:
+            return codec.decode(record.payload)
+        except Exception as exc:  # any decode failure: keep the bytes, skip the record
+            self.log.keep_damaged(record.start, record.payload, f"cannot be decoded: {exc}")
+            return None
 
     def _peek_created(self, position: Position) -> int | None:
         head = self.log.peek(position, codec.CREATED.size)
