@@ -203,12 +203,21 @@ class Spool:
                 self._drained.wait(min(left, 0.05))
 
     def full_reason(self) -> str | None:
-        """A /readyz check: the reason when the spool refuses appends for lack of room."""
+        """A /readyz check: the reason whenever an append would be refused now (a disk
+        fault, a closed spool, or no room for a batch like the last one refused)."""
+        fault = self.log.health()
+        if fault is not None:
+            return fault
         pending = self.log.pending_bytes()
-        if self._refused_full and pending > 0.9 * self.log.max_bytes:
-            return f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for ClickHouse"
+        if self._refused_full and (
+            pending + self._refused_bytes > self.log.max_bytes
+            or pending > 0.9 * self.log.max_bytes
+        ):
+            return (
+                f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for "
+                f"ClickHouse, and a batch of {self._refused_bytes} bytes was refused"
+            )
         self._refused_full = False
-        self._refused_bytes = 0  # size of the last record refused for lack of room
         return None
 
     def oldest_age_seconds(self) -> float:
