@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from exporters.spool import Spool, SpoolError
-from exporters.spool import log as spool_log
 from meterhouse.store.base import Store
 from tests.durability.service import Service, batch
 from tests.durability.test_spool import rows
@@ -153,7 +152,7 @@ def partial_writes_in_process(store: Store, directory: Path) -> None:
 
     acked: list[str] = []
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(spool_log.os, "write", half_then_enospc)
+    monkey.setattr(os, "write", half_then_enospc)  # the spool is the only writer meanwhile
     try:
         for number in range(20):
             ids = [f"p{number}-{n}" for n in range(5)]
