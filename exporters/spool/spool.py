@@ -209,9 +209,10 @@ class Spool:
         if fault is not None:
             return fault
         pending = self.log.pending_bytes()
+        # A batch larger than the whole spool is that request's problem, not the spool's.
+        refused = self._refused_bytes if self._refused_bytes <= self.log.max_bytes else 0
         if self._refused_full and (
-            pending + self._refused_bytes > self.log.max_bytes
-            or pending > 0.9 * self.log.max_bytes
+            pending + refused > self.log.max_bytes or pending > 0.9 * self.log.max_bytes
         ):
             return (
                 f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for "
