@@ -13,7 +13,6 @@ on the next request (the key cache entry is dropped):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import sys
 from pathlib import Path
@@ -35,7 +34,8 @@ from meterhouse.jsonable import to_jsonable
 from meterhouse.processing.pipeline import Rater
 from meterhouse.processing.rater import CatalogRater, default_rater
 from meterhouse.rating.fast import FastRater
-from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.service.app import ServiceContext, problem
+from meterhouse.service.auth import authorize_admin
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
 from meterhouse.store.chdb_backend import ChdbStore
@@ -117,10 +117,6 @@ class KeyAdmin:
         self.ctx = ctx
         self.directory = directory
 
-    def _admin(self, request: Request) -> bool:
-        token = self.ctx.admin_token
-        return bool(token) and hmac.compare_digest(bearer_token(request), token)
-
     async def _payload(self, request: Request) -> dict[str, Any]:
         try:
             payload = await request.json()
@@ -129,8 +125,9 @@ class KeyAdmin:
         return payload if isinstance(payload, dict) else {}
 
     async def list_or_create(self, request: Request) -> Response:
-        if not self._admin(request):
-            return problem(401, "Unauthorized", "key administration needs the admin token")
+        refused = await authorize_admin(self.ctx, request, "keys")
+        if refused is not None:
+            return refused
         if request.method == "GET":
             include = request.query_params.get("all", "") in ("1", "true")
             found = await asyncio.to_thread(
@@ -155,8 +152,9 @@ class KeyAdmin:
         return JSONResponse({"key": to_jsonable(key.as_dict()), "token": token}, status_code=201)
 
     async def revoke(self, request: Request) -> Response:
-        if not self._admin(request):
-            return problem(401, "Unauthorized", "key administration needs the admin token")
+        refused = await authorize_admin(self.ctx, request, "keys")
+        if refused is not None:
+            return refused
         payload = await self._payload(request)
         key_id = request.path_params["key_id"]
         try:

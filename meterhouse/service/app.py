@@ -10,6 +10,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
+from meterhouse.service.limits import BodyLimit
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
@@ -113,4 +115,8 @@ def create_app(ctx: ServiceContext) -> Starlette:
             for stop in reversed(ctx.on_shutdown):
                 await asyncio.to_thread(stop)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Ingest bodies have their own (usually larger) limit; the collectors enforce it too.
+    body_limit = max(ctx.settings.http_max_body_bytes, ctx.settings.ingest_max_body_bytes)
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit, limit=body_limit)]
+    )

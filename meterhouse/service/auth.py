@@ -260,6 +260,25 @@ async def authorize_sql(ctx: ServiceContext, request: Request) -> Response | Non
     )
 
 
+async def authorize_admin(ctx: ServiceContext, request: Request, endpoint: str) -> Response | None:
+    """None for the admin token; else the refusal (401, or 429 after too many failures
+    from the address), logged without the token and counted, as on every read API."""
+    auth = read_auth(ctx)
+    found = await auth.caller(request)
+    if isinstance(found, Response):
+        return found
+    if found.kind == "admin_token":
+        return None
+    auth.refused.labels(endpoint, "401").inc()
+    log.info("admin endpoint refused a key", caller=found.label, endpoint=endpoint)
+    return problem(
+        401,
+        "Unauthorized",
+        f"{endpoint} administration needs the service admin token, not a key",
+        **{"WWW-Authenticate": 'Bearer realm="meterhouse admin"'},
+    )
+
+
 # -- the ledger's read API (meterhouse/ledger/api.py) -----------------------------------
 
 
