@@ -109,21 +109,33 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _inflate(body: bytes, limit: int, *, gzip: bool) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ClientError(
-            400,
-            "Bad Request",
-            f"the body is not valid {'gzip' if gzip else 'deflate'}: {exc}",
-            "malformed",
-        ) from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise too_large(limit)
-    if not inflater.eof:
-        raise ClientError(400, "Bad Request", "the compressed body is truncated", "malformed")
-    return out
+    """Decompress, refusing past ``limit`` bytes. A gzip body may be several members one
+    after the other (RFC 1952, as `cat a.gz b.gz` makes): every member is read, none is
+    silently dropped."""
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31 if gzip else 15)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ClientError(
+                400,
+                "Bad Request",
+                f"the body is not valid {'gzip' if gzip else 'deflate'}: {exc}",
+                "malformed",
+            ) from exc
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            raise ClientError(400, "Bad Request", "the compressed body is truncated", "malformed")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if not gzip:
+            raise ClientError(
+                400, "Bad Request", "bytes follow the end of the deflate stream", "malformed"
+            )
 
 
 def client_ip(request: Request) -> str:

@@ -36,6 +36,7 @@ from meterhouse.processing.rater import CatalogRater, default_rater
 from meterhouse.rating.fast import FastRater
 from meterhouse.service.app import ServiceContext, problem
 from meterhouse.service.auth import authorize_admin
+from meterhouse.service.limits import json_body
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
 from meterhouse.store.chdb_backend import ChdbStore
@@ -119,7 +120,7 @@ class KeyAdmin:
 
     async def _payload(self, request: Request) -> dict[str, Any]:
         try:
-            payload = await request.json()
+            payload = await json_body(request)
         except ValueError:
             return {}
         return payload if isinstance(payload, dict) else {}

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
-from meterhouse.service.limits import BodyLimit
+from meterhouse.service.limits import BodyLimit, json_body
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
@@ -77,7 +77,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if refused is not None:
             return refused
         try:
-            payload = await request.json()
+            payload = await json_body(request)
         except ValueError:
             return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
         if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):

@@ -72,6 +72,16 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def json_body(request: Request) -> Any:
+    """The body as JSON; ValueError for anything else, nesting too deep included (the
+    standard decoder raises RecursionError there, which would otherwise be a 500)."""
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except RecursionError as exc:
+        raise ValueError("the JSON body is nested too deeply") from exc
+
+
 def _problem(status: int, title: str, detail: str) -> bytes:
     return json.dumps(
         {"type": "about:blank", "title": title, "status": status, "detail": detail}
