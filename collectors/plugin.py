@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.auth import FailureLimiter, KeyDirectory
+from collectors.auth import AuthBrake, KeyDirectory
 from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
@@ -84,7 +84,7 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
     return IngestRoutes(
         ingestor=ingestor,
         keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
-        limiter=FailureLimiter(
+        limiter=AuthBrake(
             settings.ingest_auth_failure_burst, settings.ingest_auth_failure_per_second
         ),
         limits=Limits.from_settings(settings),

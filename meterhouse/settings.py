@@ -101,6 +101,15 @@ class Settings(BaseSettings):
             "embedded store's owner file, which local CLI calls read."
         ),
     )
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Bearer token a Prometheus scrape of /metrics sends to get the per-account series "
+            "(balances, budgets; labels account, scope_id ...). Without it (or the admin "
+            "token) /metrics serves the service-wide series only. Empty: only the admin "
+            "token opens them."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Least severe log level that is written."
     )

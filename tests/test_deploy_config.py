@@ -239,9 +239,19 @@ def test_dockerfile() -> None:
 
 
 @pytest.mark.prometheus
-def test_promtool_check_config() -> None:
+def test_promtool_check_config(tmp_path: Path) -> None:
     promtool = require_tool("promtool", "prometheus")
-    result = run_tool([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
+    # The shipped config, with only the metrics token's secret file placed here (compose
+    # mounts it at /run/secrets/metrics_token).
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_CONFIG.parent, copy)
+    token = tmp_path / "metrics_token"
+    token.write_text("test-token")
+    config = copy / PROMETHEUS_CONFIG.name
+    shipped = config.read_text()
+    assert "/run/secrets/metrics_token" in shipped
+    config.write_text(shipped.replace("/run/secrets/metrics_token", str(token)))
+    result = run_tool([promtool, "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -39,6 +40,41 @@ class ServiceContext:
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
 
+TENANT_LABELS: Final = frozenset(
+    {
+        "account",
+        "account_id",
+        "scope_id",
+        "team",
+        "team_id",
+        "project",
+        "project_id",
+        "user",
+        "user_id",
+        "customer",
+        "customer_id",
+    }
+)
+
+
+class ServiceWide:
+    """The registry's series without any that name a tenant (by TENANT_LABELS): what an
+    anonymous scrape of /metrics gets, so account ids and their figures stay behind the
+    metrics token as they stay behind keys on the read API."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            samples = [s for s in family.samples if not TENANT_LABELS.intersection(s.labels)]
+            if family.samples and not samples:
+                continue
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = samples
+            yield kept
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     """An RFC 9457 problem+json answer."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
@@ -66,8 +102,14 @@ def create_app(ctx: ServiceContext) -> Starlette:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        from meterhouse.service.auth import metrics_scope
+
+        scope = await metrics_scope(ctx, request)
+        if isinstance(scope, Response):
+            return scope
+        source = ctx.registry if scope else ServiceWide(ctx.registry)
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
 
     async def sql(request: Request) -> Response:
         # Admin token only; keys get 403 saying why (meterhouse/service/auth.py).

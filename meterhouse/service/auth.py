@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from collectors.auth import FailureLimiter
+from collectors.auth import AuthBrake, key_id_of
 from meterhouse.access.statement_view import ScopeRefused, redact, resolve_scope
 from meterhouse.access.users import Binding, get_user, list_bindings
 from meterhouse.access.visibility import Visibility, visibility_of
@@ -114,7 +114,7 @@ class ReadAuth:
     ) -> None:
         self.store = store
         self.admin_token = admin_token
-        self.limiter = FailureLimiter(burst, per_second)
+        self.limiter = AuthBrake(burst, per_second)
         self.failures = Counter(
             "meterhouse_read_auth_failures",
             "Failed authentications on the read APIs and /api/v1/sql, by reason (missing, "
@@ -155,7 +155,11 @@ class ReadAuth:
 
     async def caller(self, request: Request) -> Caller | Response:
         client = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(client)
+        token = bearer_token(request)
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return Caller("admin_token")  # no store read: never locked out by others' guesses
+        key_id = key_id_of(token)
+        wait = self.limiter.retry_after(client, key_id)
         if wait is not None:
             self.failures.labels("rate_limited").inc()
             return problem(
@@ -164,21 +168,21 @@ class ReadAuth:
                 f"too many failed authentications from {client}; retry in {wait} s",
                 **{"Retry-After": str(wait)},
             )
-        found, failure = await asyncio.to_thread(
-            self.authenticate, bearer_token(request), now_utc()
-        )
+        found, failure = await asyncio.to_thread(self.authenticate, token, now_utc())
         if found is None:
             reason = failure or "unknown"
             if reason != "no_user":  # a real key of a removed user is no guess
-                self.limiter.failed(client)
+                self.limiter.failed(client, key_id)
             self.failures.labels(reason).inc()
-            log.info("read authentication failed", reason=reason, client=client)
+            log.info("read authentication failed", reason=reason, client=client, key=key_id)
             return problem(
                 401,
                 "Unauthorized",
                 _DETAIL[reason],
                 **{"WWW-Authenticate": 'Bearer realm="meterhouse read"'},
             )
+        if found.key_id:
+            self.limiter.succeeded(found.key_id)
         return found
 
     async def access(
@@ -276,6 +280,40 @@ async def authorize_admin(ctx: ServiceContext, request: Request, endpoint: str) 
         "Unauthorized",
         f"{endpoint} administration needs the service admin token, not a key",
         **{"WWW-Authenticate": 'Bearer realm="meterhouse admin"'},
+    )
+
+
+async def metrics_scope(ctx: ServiceContext, request: Request) -> bool | Response:
+    """For /metrics: True when the scrape may see per-account series (the metrics token or
+    the admin token), False for an anonymous scrape (service-wide series only), or the
+    refusal of a wrong token (401, 429 after too many), counted and logged like any."""
+    token = bearer_token(request)
+    if not token:
+        return False
+    offered = token.encode()
+    for secret in (ctx.settings.metrics_token.get_secret_value(), ctx.admin_token):
+        if secret and hmac.compare_digest(offered, secret.encode()):
+            return True  # checked before any limit: others' guesses never lock it out
+    auth = read_auth(ctx)
+    client = request.client.host if request.client else "unknown"
+    wait = auth.limiter.retry_after(client, None)
+    if wait is not None:
+        auth.failures.labels("rate_limited").inc()
+        return problem(
+            429,
+            "Too Many Requests",
+            f"too many failed authentications from {client}; retry in {wait} s",
+            **{"Retry-After": str(wait)},
+        )
+    auth.limiter.failed(client, None)
+    auth.failures.labels("bad_metrics_token").inc()
+    log.info("metrics authentication failed", client=client)
+    return problem(
+        401,
+        "Unauthorized",
+        "not the metrics token (MH_METRICS_TOKEN); scrape without Authorization for the "
+        "service-wide series only",
+        **{"WWW-Authenticate": 'Bearer realm="meterhouse metrics"'},
     )
 
 
