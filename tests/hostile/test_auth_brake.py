@@ -57,7 +57,7 @@ def test_guesses_do_not_lock_out_good_credentials(tmp_path: Path) -> None:
         assert unknown.status_code == 429
         assert "not-the-secret" not in service.log_tail()
         metrics = requests.get(f"{service.url}/metrics", timeout=10).text
-        assert 'meterhouse_ingest_auth_failures_total{reason=' in metrics, [
+        assert "meterhouse_ingest_auth_failures_total{reason=" in metrics, [
             line for line in metrics.splitlines() if "auth" in line
         ]
     finally:
