@@ -19,9 +19,12 @@ from starlette.routing import BaseRoute, Route
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
+from meterhouse.logs import get_logger
 from meterhouse.service.limits import BodyLimit, json_body
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
+
+log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else a reason that /readyz reports."""
@@ -160,5 +163,15 @@ def create_app(ctx: ServiceContext) -> Starlette:
     # Ingest bodies have their own (usually larger) limit; the collectors enforce it too.
     body_limit = max(ctx.settings.http_max_body_bytes, ctx.settings.ingest_max_body_bytes)
     return Starlette(
-        routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit, limit=body_limit)]
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, limit=body_limit)],
+        # Values no parser bounded (a date past year 9999, nesting past the stack) are the
+        # request's fault: a 400 saying so, not a 500.
+        exception_handlers={OverflowError: _out_of_range, RecursionError: _out_of_range},
     )
+
+
+async def _out_of_range(request: Request, exc: Exception) -> Response:
+    log.warning("request refused: a value out of range", path=request.url.path, error=str(exc))
+    return problem(400, "Bad Request", f"a value in the request is out of range: {exc}")
