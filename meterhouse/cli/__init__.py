@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from meterhouse.cli.billing import billing
+from meterhouse.cli.compose import compose_env
 from meterhouse.cli.context import CliContext, global_options
 from meterhouse.cli.credits import balance, budgets, grants, statement
 from meterhouse.cli.dashboards import dashboards
@@ -55,6 +56,7 @@ for command in (
     models,
     reprice,
     billing,
+    compose_env,
 ):
     cli.add_command(command)
 
