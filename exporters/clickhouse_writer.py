@@ -58,6 +58,7 @@ class WriteResult:
     duplicates_by_table: dict[str, int] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    code: int = 0  # ClickHouse's error code when the store refused (StoreError.code)
 
 
 def _columns(rows: list[Row]) -> dict[str, list[Any]]:
@@ -119,6 +120,7 @@ class ClickHouseWriter:
             log.warning("insert failed", error=str(exc), code=exc.code)
             result.ok = False
             result.error = str(exc)
+            result.code = exc.code or 0
         except (ValueError, TypeError, OverflowError) as exc:
             # A value the column cannot hold (pyarrow's conversion errors subclass these).
             log.error("insert refused a value", error=str(exc), error_type=type(exc).__name__)
@@ -159,6 +161,7 @@ class ClickHouseWriter:
             log.warning("insert failed", error=str(exc), code=exc.code)
             result.ok = False
             result.error = str(exc)
+            result.code = exc.code or 0
         except (ValueError, TypeError, OverflowError, pa.ArrowException) as exc:
             log.error("insert refused a value", error=str(exc), error_type=type(exc).__name__)
             result.ok = False

@@ -71,3 +71,9 @@ class SpoolMetrics:
             "nothing of them was kept, and the write was undone.",
             registry=registry,
         )
+        self.dead_letters = Counter(
+            "meterhouse_spool_dead_letters_total",
+            "Spool records ClickHouse refused for good (their rows, not an outage), moved to "
+            "the dead-letter folder so the drain goes on: `meterhouse spool list`.",
+            registry=registry,
+        )

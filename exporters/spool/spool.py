@@ -33,6 +33,7 @@ from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
 from exporters.spool import codec
 from exporters.spool.log import Position, Record, SegmentLog, SpoolError, SpoolFullError
 from exporters.spool.metrics import SpoolMetrics
+from exporters.spool.quarantine import DEAD_LETTER, KeptFolder
 from meterhouse.logs import get_logger
 
 log = get_logger(__name__)
@@ -42,6 +43,13 @@ READ_BYTES: Final = 256 * 1024 * 1024  # most bytes of records read for one drai
 PACE_MAX_SECONDS: Final = 2.0  # longest a request waits so (then it is spooled anyway)
 BACKOFF_FIRST: Final = 0.2
 BACKOFF_MAX: Final = 10.0
+# ClickHouse errors about the rows themselves, not the store's health: retrying the same
+# rows cannot succeed, so a record refused so (alone, DEAD_LETTER_TRIES times) goes to the
+# dead-letter folder instead of blocking the drain for ever.
+PERMANENT_CODES: Final = frozenset(
+    {6, 8, 10, 16, 20, 27, 36, 41, 43, 44, 53, 60, 69, 70, 72, 117, 131, 321, 407, 473}
+)
+DEAD_LETTER_TRIES: Final = 3
 
 
 class _Refused:
@@ -146,12 +154,15 @@ class Spool:
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._drained = threading.Condition()
+        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
+        self._isolate_until: Position | None = None  # drain one record at a time up to here
+        self._permanent_tries = 0
         self.metrics = SpoolMetrics(
             registry,
             pending_bytes=lambda: float(self.log.pending_bytes()),
             segments=lambda: float(self.log.segments()),
             oldest_age=self.oldest_age_seconds,
-            kept=lambda: float(self.log.quarantine.count()),
+            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
         )
         self._oldest_ms = self._peek_created(self.log.checkpoint)
 
@@ -307,8 +318,7 @@ class Spool:
             if self.on_written is not None:
                 self.on_written(result)
             if not result.ok:
-                log.warning("spool drain failed; retrying", error=result.error)
-                return REFUSED
+                return self._refused(batch, result)
         if self.faults.pause_before_checkpoint:
             time.sleep(self.faults.pause_before_checkpoint)
         self.log.save_checkpoint(batch.end)
@@ -332,7 +342,7 @@ class Spool:
                     batch.skip(record.end)
                     continue
                 batch.add(decoded, record.end)
-                if batch.rows >= self.batch_rows:
+                if batch.rows >= self.batch_rows or self._isolating(batch.end):
                     return batch
             if batch.records == 0:
                 return None
@@ -341,6 +351,61 @@ class Spool:
             self.log.wait_durable_beyond(batch.end, deadline - time.monotonic())
             if self.log.durable <= batch.end:
                 return batch
+
+    def _isolating(self, end: Position) -> bool:
+        """While a batch the store refused for good is drained one record at a time."""
+        if self._isolate_until is None:
+            return False
+        if end > self._isolate_until:
+            self._isolate_until = None
+            return False
+        return True
+
+    def _refused(self, batch: _Batch, result: WriteResult) -> Position | _Refused:
+        """The store refused a drain batch. An outage is retried as it is; a refusal of the
+        rows themselves is narrowed to the record that causes it, which goes to the
+        dead-letter folder (with the reason), so the records after it drain on."""
+        permanent = result.code in PERMANENT_CODES
+        log.warning(
+            "spool drain failed; retrying",
+            error=result.error,
+            code=result.code,
+            records=batch.records,
+            permanent=permanent,
+        )
+        if not permanent:
+            self._permanent_tries = 0
+            return REFUSED
+        if batch.records > 1:
+            self._isolate_until = batch.end
+            return REFUSED
+        self._permanent_tries += 1
+        if self._permanent_tries < DEAD_LETTER_TRIES:
+            return REFUSED
+        self._permanent_tries = 0
+        record = next(iter(self.log.read(batch.start, 1)), None)
+        if record is None:
+            return REFUSED
+        kept = self.dead_letters.keep(
+            record.start.segment,
+            record.start.offset,
+            record.payload,
+            f"ClickHouse error {result.code}: {result.error[:2000]}",
+        )
+        self.metrics.dead_letters.inc()
+        log.error(
+            "spool: the store refuses this record for good; moved to the dead letters "
+            "(`meterhouse spool inspect|replay`)",
+            segment=record.start.segment,
+            offset=record.start.offset,
+            events=batch.events,
+            code=result.code,
+            file=str(kept.path),
+        )
+        self.log.save_checkpoint(batch.end)
+        with self._drained:
+            self._drained.notify_all()
+        return batch.end
 
     def _decode(self, record: Record) -> codec.SpoolBatch | None:
         """A record's batch; None when its checksum holds but it cannot be decoded (written

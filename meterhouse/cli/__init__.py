@@ -14,6 +14,7 @@ from meterhouse.cli.jobs import events, jobs
 from meterhouse.cli.keys import keys
 from meterhouse.cli.prices import models, prices, reprice
 from meterhouse.cli.run import run
+from meterhouse.cli.spool import spool
 from meterhouse.cli.store import migrate, settings_cmd, sql
 from meterhouse.cli.tenants import accounts, projects, teams
 from meterhouse.cli.users import users
@@ -57,6 +58,7 @@ for command in (
     reprice,
     billing,
     compose_env,
+    spool,
 ):
     cli.add_command(command)
 
