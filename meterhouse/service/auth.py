@@ -159,15 +159,9 @@ class ReadAuth:
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Caller("admin_token")  # no store read: never locked out by others' guesses
         key_id = key_id_of(token)
-        wait = self.limiter.retry_after(client, key_id)
-        if wait is not None:
-            self.failures.labels("rate_limited").inc()
-            return problem(
-                429,
-                "Too Many Requests",
-                f"too many failed authentications from {client}; retry in {wait} s",
-                **{"Retry-After": str(wait)},
-            )
+        limited = self.limited(client, key_id)
+        if limited is not None:
+            return limited
         found, failure = await asyncio.to_thread(self.authenticate, token, now_utc())
         if found is None:
             reason = failure or "unknown"
@@ -184,6 +178,19 @@ class ReadAuth:
         if found.key_id:
             self.limiter.succeeded(found.key_id)
         return found
+
+    def limited(self, client: str, key_id: str | None) -> Response | None:
+        """The 429 for an address (and key id) that failed too often, counted; else None."""
+        wait = self.limiter.retry_after(client, key_id)
+        if wait is None:
+            return None
+        self.failures.labels("rate_limited").inc()
+        return problem(
+            429,
+            "Too Many Requests",
+            f"too many failed authentications from {client}; retry in {wait} s",
+            **{"Retry-After": str(wait)},
+        )
 
     async def access(
         self, request: Request, account_id: str, action: str, endpoint: str
@@ -242,17 +249,27 @@ async def authorize_read(
     return outcome if isinstance(outcome, Response) else outcome[1]
 
 
+async def _other_than_admin(
+    ctx: ServiceContext, request: Request
+) -> tuple[ReadAuth, Caller] | Response | None:
+    """None for the admin token, the refusal of a failed authentication, or the caller
+    (authenticated, but not the admin) for the endpoint to refuse in its own words."""
+    auth = read_auth(ctx)
+    found = await auth.caller(request)
+    if isinstance(found, Response):
+        return found
+    return None if found.kind == "admin_token" else (auth, found)
+
+
 async def authorize_sql(ctx: ServiceContext, request: Request) -> Response | None:
     """None for the admin token. Keys get 403: ad-hoc SQL runs as meterhouse's own
     ClickHouse user, which sees every tenant. In server mode tenants query ClickHouse with
     their own credentials (`meterhouse users sync-clickhouse`); the embedded engine has no
     users to switch to, so there SQL is for the service admin only."""
-    auth = read_auth(ctx)
-    found = await auth.caller(request)
-    if isinstance(found, Response):
-        return found
-    if found.kind == "admin_token":
-        return None
+    outcome = await _other_than_admin(ctx, request)
+    if not isinstance(outcome, tuple):
+        return outcome
+    auth, found = outcome
     return auth.refuse(
         found,
         "sql",
@@ -267,12 +284,10 @@ async def authorize_sql(ctx: ServiceContext, request: Request) -> Response | Non
 async def authorize_admin(ctx: ServiceContext, request: Request, endpoint: str) -> Response | None:
     """None for the admin token; else the refusal (401, or 429 after too many failures
     from the address), logged without the token and counted, as on every read API."""
-    auth = read_auth(ctx)
-    found = await auth.caller(request)
-    if isinstance(found, Response):
-        return found
-    if found.kind == "admin_token":
-        return None
+    outcome = await _other_than_admin(ctx, request)
+    if not isinstance(outcome, tuple):
+        return outcome
+    auth, found = outcome
     auth.refused.labels(endpoint, "401").inc()
     log.info("admin endpoint refused a key", caller=found.label, endpoint=endpoint)
     return problem(
@@ -296,15 +311,9 @@ async def metrics_scope(ctx: ServiceContext, request: Request) -> bool | Respons
             return True  # checked before any limit: others' guesses never lock it out
     auth = read_auth(ctx)
     client = request.client.host if request.client else "unknown"
-    wait = auth.limiter.retry_after(client, None)
-    if wait is not None:
-        auth.failures.labels("rate_limited").inc()
-        return problem(
-            429,
-            "Too Many Requests",
-            f"too many failed authentications from {client}; retry in {wait} s",
-            **{"Retry-After": str(wait)},
-        )
+    limited = auth.limited(client, None)
+    if limited is not None:
+        return limited
     auth.limiter.failed(client, None)
     auth.failures.labels("bad_metrics_token").inc()
     log.info("metrics authentication failed", client=client)

@@ -9,7 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.durability.service import Service
 from tests.support.stores import migrated_store  # noqa: F401
+
+
+def create_account(service: Service, account_id: str, time_zone: str = "UTC") -> None:
+    """An account, through the service's admin SQL (the service owns the store)."""
+    service.admin(
+        "POST",
+        "/api/v1/sql",
+        {
+            "sql": "INSERT INTO accounts (account_id, name, time_zone, plan) "
+            f"VALUES ('{account_id}', '{account_id}', '{time_zone}', 'pro')",
+            "write": True,
+        },
+    )
 
 
 @dataclass

@@ -84,27 +84,8 @@ def test_deep_json_on_every_json_endpoint_is_a_4xx(service: Service) -> None:
     assert answers_quickly(service) < 1
 
 
-def test_gzip_bomb_and_trailing_gzip_members_are_refused(service: Service) -> None:
-    bomb = gzip.compress(b"[" + b" " * (64 << 20) + b"]")
-    answer = requests.post(
-        f"{service.url}/api/v1/events",
-        data=bomb,
-        headers={
-            "Authorization": f"Bearer {service.token}",
-            "Content-Type": "application/cloudevents-batch+json",
-            "Content-Encoding": "gzip",
-        },
-        timeout=60,
-    )
-    assert answer.status_code == 413, answer.text[:200]
-
-
-def test_every_gzip_member_is_read(service: Service) -> None:
-    events = [model_call("gz-1"), model_call("gz-2")]
-    text = msgspec.json.encode(events)
-    cut = text.index(b"},{") + 2
-    body = gzip.compress(text[:cut]) + gzip.compress(text[cut:])
-    answer = requests.post(
+def post_gzipped(service: Service, body: bytes) -> requests.Response:
+    return requests.post(
         f"{service.url}/api/v1/events",
         data=body,
         headers={
@@ -114,6 +95,18 @@ def test_every_gzip_member_is_read(service: Service) -> None:
         },
         timeout=60,
     )
+
+
+def test_a_gzip_bomb_is_refused(service: Service) -> None:
+    answer = post_gzipped(service, gzip.compress(b"[" + b" " * (64 << 20) + b"]"))
+    assert answer.status_code == 413, answer.text[:200]
+
+
+def test_every_gzip_member_is_read(service: Service) -> None:
+    events = [model_call("gz-1"), model_call("gz-2")]
+    text = msgspec.json.encode(events)
+    cut = text.index(b"},{") + 2
+    answer = post_gzipped(service, gzip.compress(text[:cut]) + gzip.compress(text[cut:]))
     assert answer.status_code == 204, answer.text[:300]
     service.wait_drained()
     assert {"gz-1", "gz-2"} <= set(service.counts("usage_events"))

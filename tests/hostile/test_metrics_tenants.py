@@ -10,6 +10,7 @@ from pathlib import Path
 import requests
 
 from tests.durability.service import Service
+from tests.hostile.conftest import create_account
 
 METRICS_TOKEN = "metrics-scrape-token"
 ACCOUNT = "tenant-secret-acct"
@@ -27,15 +28,7 @@ def test_metrics_show_tenants_only_to_the_metrics_token(tmp_path: Path) -> None:
     )
     try:
         service.start()
-        service.admin(
-            "POST",
-            "/api/v1/sql",
-            {
-                "sql": "INSERT INTO accounts (account_id, name, time_zone, plan) "
-                f"VALUES ('{ACCOUNT}', 'Secret', 'UTC', 'pro')",
-                "write": True,
-            },
-        )
+        create_account(service, ACCOUNT)
         deadline = time.monotonic() + 30
         while ACCOUNT not in (full := scrape(service, METRICS_TOKEN).text):
             assert time.monotonic() < deadline, full[-2000:]

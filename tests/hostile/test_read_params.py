@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 
 from tests.durability.service import Service
+from tests.hostile.conftest import create_account
 
 ADMIN = {"Authorization": "Bearer durability-admin"}
 
@@ -16,15 +17,7 @@ def test_out_of_range_read_parameters_are_400(tmp_path: Path) -> None:
     service = Service(tmp_path)
     try:
         service.start()
-        service.admin(
-            "POST",
-            "/api/v1/sql",
-            {
-                "sql": "INSERT INTO accounts (account_id, name, time_zone, plan) "
-                "VALUES ('acme', 'Acme', 'Europe/Paris', 'pro')",
-                "write": True,
-            },
-        )
+        create_account(service, "acme", "Europe/Paris")
         base = f"{service.url}/api/v1/accounts/acme"
         for path, params in (
             ("/events", {"since": "999999999w"}),
