@@ -123,3 +123,51 @@ class FailureLimiter:
         with self._lock:
             bucket = self._bucket(client, now)
             bucket.tokens = max(0.0, bucket.tokens - 1)
+
+
+class AuthBrake:
+    """Failed authentications limited per client address and per key id, such that a
+    good key keeps working.
+
+    An address whose bucket is empty gets 429 before its token is looked at, except for a
+    key id that authenticated successfully before (a known good key): that one is checked,
+    under its own bucket, so guessing from a shared address (a NAT, a proxy) cannot lock
+    out its real users, and guessing one key's secret locks out only that key's use from
+    limited addresses. Tokens that need no store read (the admin token) are checked before
+    any limit by the callers.
+    """
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self.addresses = FailureLimiter(burst, per_second)
+        self.keys = FailureLimiter(burst, per_second)
+        self._good: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, key_id: str | None) -> int | None:
+        """Seconds to wait when this attempt may not be checked now; None when it may."""
+        wait = self.addresses.retry_after(client)
+        if wait is None:
+            return None
+        with self._lock:
+            known = key_id is not None and key_id in self._good
+        if known and key_id is not None and self.keys.retry_after(key_id) is None:
+            return None
+        return wait
+
+    def failed(self, client: str, key_id: str | None) -> None:
+        self.addresses.failed(client)
+        if key_id is not None:
+            self.keys.failed(key_id)
+
+    def succeeded(self, key_id: str) -> None:
+        with self._lock:
+            self._good[key_id] = None
+            self._good.move_to_end(key_id)
+            if len(self._good) > MAX_TRACKED_CLIENTS:
+                self._good.popitem(last=False)
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id a bearer token names (no secret checked), or None."""
+    parsed = parse_token(token) if token else None
+    return parsed[0] if parsed else None

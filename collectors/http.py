@@ -12,6 +12,7 @@ from starlette.responses import Response
 from collectors import otlp
 from collectors.problems import FieldError
 from meterhouse.service.app import problem
+from meterhouse.service.limits import BodyTooLargeError, read_limited
 
 _CHUNK = 64 * 1024
 
@@ -80,21 +81,13 @@ def media_type(request: Request, accepted: tuple[str, ...]) -> str:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, decompressed (gzip or deflate), refused with 413 once it passes ``limit``."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
+        body = await read_limited(request, limit)
+    except BodyTooLargeError as exc:
+        raise too_large(limit) from exc
     except ClientDisconnect as exc:
         # Nobody is left to read the answer; say so in the logs' terms, not as a crash.
         raise ClientError(400, "Bad Request", "the client went away mid-body", "malformed") from exc
-    body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -109,21 +102,33 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _inflate(body: bytes, limit: int, *, gzip: bool) -> bytes:
-    inflater = zlib.decompressobj(wbits=31 if gzip else 15)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ClientError(
-            400,
-            "Bad Request",
-            f"the body is not valid {'gzip' if gzip else 'deflate'}: {exc}",
-            "malformed",
-        ) from exc
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise too_large(limit)
-    if not inflater.eof:
-        raise ClientError(400, "Bad Request", "the compressed body is truncated", "malformed")
-    return out
+    """Decompress, refusing past ``limit`` bytes. A gzip body may be several members one
+    after the other (RFC 1952, as `cat a.gz b.gz` makes): every member is read, none is
+    silently dropped."""
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=31 if gzip else 15)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ClientError(
+                400,
+                "Bad Request",
+                f"the body is not valid {'gzip' if gzip else 'deflate'}: {exc}",
+                "malformed",
+            ) from exc
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            raise ClientError(400, "Bad Request", "the compressed body is truncated", "malformed")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if not gzip:
+            raise ClientError(
+                400, "Bad Request", "bytes follow the end of the deflate stream", "malformed"
+            )
 
 
 def client_ip(request: Request) -> str:

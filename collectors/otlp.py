@@ -39,20 +39,43 @@ class OtlpDecodeError(Exception):
     """The body is not an ExportTraceServiceRequest in the declared encoding."""
 
 
-def _hex_ids_to_base64(node: Any, path: str) -> None:
-    """OTLP JSON writes ids as hex; protobuf's JSON mapping wants base64 for bytes."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name in _ID_FIELDS and isinstance(value, str):
-                try:
-                    node[name] = base64.b64encode(bytes.fromhex(value)).decode()
-                except ValueError as exc:
-                    raise OtlpDecodeError(f"{path}.{name}: {value[:40]!r} is not hex") from exc
-            else:
-                _hex_ids_to_base64(value, f"{path}.{name}")
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            _hex_ids_to_base64(item, f"{path}[{index}]")
+MAX_JSON_DEPTH: Final = 64  # OTLP's deepest real shape (nested AnyValue) is far less
+
+
+def _hex_ids_to_base64(payload: dict[str, Any]) -> None:
+    """OTLP JSON writes ids as hex; protobuf's JSON mapping wants base64 for bytes.
+
+    One pass over the body with an explicit stack, linear in its size, refused past
+    MAX_JSON_DEPTH; a node's path is spelled out only for an error message.
+    """
+    stack: list[tuple[Any, int, tuple[Any, ...]]] = [(payload, 0, ())]
+    while stack:
+        node, depth, parent = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise OtlpDecodeError(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name in _ID_FIELDS and isinstance(value, str):
+                    try:
+                        node[name] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError as exc:
+                        where = _path((parent, name))
+                        raise OtlpDecodeError(f"{where}: {value[:40]!r} is not hex") from exc
+                elif isinstance(value, dict | list):
+                    stack.append((value, depth + 1, (parent, name)))
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, dict | list):
+                    stack.append((item, depth + 1, (parent, index)))
+
+
+def _path(link: tuple[Any, ...]) -> str:
+    """``$.a[0].b`` from the (parent, key) chain the walk keeps."""
+    parts: list[str] = []
+    while link:
+        link, key = link
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{str(key)[:40]}")
+    return "$" + "".join(reversed(parts))
 
 
 def decode_request(body: bytes, media_type: str) -> ExportTraceServiceRequest:
@@ -70,7 +93,7 @@ def decode_request(body: bytes, media_type: str) -> ExportTraceServiceRequest:
     if not isinstance(payload, dict):
         raise OtlpDecodeError("body must be a JSON object (ExportTraceServiceRequest)")
     try:
-        _hex_ids_to_base64(payload, "$")
+        _hex_ids_to_base64(payload)
         json_format.ParseDict(payload, request, ignore_unknown_fields=True)
     except RecursionError as exc:
         raise OtlpDecodeError("body is nested too deeply") from exc

@@ -13,7 +13,6 @@ on the next request (the key cache entry is dropped):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import re
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.auth import FailureLimiter, KeyDirectory
+from collectors.auth import AuthBrake, KeyDirectory
 from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
@@ -34,7 +33,9 @@ from exporters.spool import Faults, Spool
 from meterhouse import keys
 from meterhouse.jsonable import to_jsonable
 from meterhouse.rating.rater import Rater
-from meterhouse.service.app import ServiceContext, bearer_token, problem
+from meterhouse.service.app import ServiceContext, problem
+from meterhouse.service.auth import authorize_admin
+from meterhouse.service.limits import json_body
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
 from meterhouse.tenants import TenantError
@@ -75,7 +76,7 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
     return IngestRoutes(
         ingestor=ingestor,
         keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
-        limiter=FailureLimiter(
+        limiter=AuthBrake(
             settings.ingest_auth_failure_burst, settings.ingest_auth_failure_per_second
         ),
         limits=Limits.from_settings(settings),
@@ -109,20 +110,17 @@ class KeyAdmin:
         self.ctx = ctx
         self.directory = directory
 
-    def _admin(self, request: Request) -> bool:
-        token = self.ctx.admin_token
-        return bool(token) and hmac.compare_digest(bearer_token(request), token)
-
     async def _payload(self, request: Request) -> dict[str, Any]:
         try:
-            payload = await request.json()
+            payload = await json_body(request)
         except ValueError:
             return {}
         return payload if isinstance(payload, dict) else {}
 
     async def list_or_create(self, request: Request) -> Response:
-        if not self._admin(request):
-            return problem(401, "Unauthorized", "key administration needs the admin token")
+        refused = await authorize_admin(self.ctx, request, "keys")
+        if refused is not None:
+            return refused
         if request.method == "GET":
             include = request.query_params.get("all", "") in ("1", "true")
             found = await asyncio.to_thread(
@@ -147,8 +145,9 @@ class KeyAdmin:
         return JSONResponse({"key": to_jsonable(key.as_dict()), "token": token}, status_code=201)
 
     async def revoke(self, request: Request) -> Response:
-        if not self._admin(request):
-            return problem(401, "Unauthorized", "key administration needs the admin token")
+        refused = await authorize_admin(self.ctx, request, "keys")
+        if refused is not None:
+            return refused
         payload = await self._payload(request)
         key_id = request.path_params["key_id"]
         try:

@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from collectors import cloudevents as ce
 from collectors import genai, otlp
-from collectors.auth import FailureLimiter, KeyDirectory
+from collectors.auth import AuthBrake, KeyDirectory, key_id_of
 from collectors.http import ClientError, client_ip, media_type, read_body
 from collectors.ingest import Ingestor, IngestOutcome
 from collectors.metrics import IngestMetrics
@@ -54,7 +54,7 @@ _AUTH_DETAIL = {
 class IngestRoutes:
     ingestor: Ingestor
     keys: KeyDirectory
-    limiter: FailureLimiter
+    limiter: AuthBrake
     limits: Limits
     metrics: IngestMetrics
     clock: Callable[[], datetime] = now_utc
@@ -69,7 +69,9 @@ class IngestRoutes:
 
     async def authorize(self, request: Request) -> ApiKey:
         client = client_ip(request)
-        wait = self.limiter.retry_after(client)
+        token = bearer_token(request)
+        key_id = key_id_of(token)
+        wait = self.limiter.retry_after(client, key_id)
         if wait is not None:
             raise ClientError(
                 429,
@@ -79,9 +81,7 @@ class IngestRoutes:
                 headers={"Retry-After": str(wait)},
             )
         try:
-            key, failure = await asyncio.to_thread(
-                self.keys.authenticate, bearer_token(request), self.clock()
-            )
+            key, failure = await asyncio.to_thread(self.keys.authenticate, token, self.clock())
         except StoreError as exc:
             raise ClientError(
                 503,
@@ -91,8 +91,9 @@ class IngestRoutes:
                 headers={"Retry-After": "5"},
             ) from exc
         if failure is not None or key is None:
-            self.limiter.failed(client)
+            self.limiter.failed(client, key_id)
             reason = failure or "unknown"
+            log.info("ingest authentication failed", reason=reason, client=client, key=key_id)
             self.metrics.auth_failures.labels(reason).inc()
             raise ClientError(
                 401,
@@ -101,6 +102,7 @@ class IngestRoutes:
                 "unauthorized",
                 headers={"WWW-Authenticate": 'Bearer realm="meterhouse ingest"'},
             )
+        self.limiter.succeeded(key.key_id)
         if key.purpose != "ingest":
             self.metrics.auth_failures.labels("purpose").inc()
             raise ClientError(

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from exporters.claims import claim, first_of_each_key
+from exporters.claims import CLAIMS_TABLE, claim, first_of_each_key
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
 from meterhouse.store.base import Store
@@ -76,6 +76,7 @@ class WriteResult:
     error: str = ""
     code: int = 0  # ClickHouse's error code when the store refused the batch
     seconds: float = 0.0
+    stored: set[str] = field(default_factory=set)  # tables this batch is complete in
 
 
 def content_token(tables: Mapping[str, pa.Table]) -> str:
@@ -90,6 +91,13 @@ def content_token(tables: Mapping[str, pa.Table]) -> str:
     return "content:" + digest.hexdigest()
 
 
+def claim_name(token: str, claim_round: int) -> str:
+    """The name a batch claims under: its token, and after its claims were withdrawn
+    (a batch refused for good) the round, since withdrawn claims cannot be re-sent under
+    the name the engine remembers."""
+    return token if claim_round == 0 else f"{token}#claims-round-{claim_round}"
+
+
 class ClickHouseWriter:
     def __init__(self, store: Store, *, cluster: bool = False) -> None:
         self.store = store
@@ -102,6 +110,7 @@ class ClickHouseWriter:
         *,
         token: str | None = None,
         since: datetime | None = None,
+        claim_round: int = 0,
     ) -> WriteResult:
         """Store one batch, each event once; never raises: failures are in the result.
 
@@ -110,10 +119,26 @@ class ClickHouseWriter:
         its claims).
         """
         with self._lock:
-            return self._write_tables(tables, token=token, since=since)
+            return self._write_tables(tables, token=token, since=since, claim_round=claim_round)
+
+    def retract(self, token: str, claim_round: int, *, stored: set[str]) -> None:
+        """Withdraw the claims of batch ``token`` on the keys of every table but ``stored``
+        (a batch the store refused for good: its records are written again as other
+        batches, which must be able to win those keys). Raises StoreError."""
+        keep = sorted(stored) or [""]
+        self.store.command(
+            f"DELETE FROM {CLAIMS_TABLE} WHERE claim = {{claim:String}} "
+            "AND table_name NOT IN {keep:Array(String)}",
+            {"claim": claim_name(token, claim_round), "keep": keep},
+        )
 
     def _write_tables(
-        self, tables: Mapping[str, pa.Table], *, token: str | None, since: datetime | None
+        self,
+        tables: Mapping[str, pa.Table],
+        *,
+        token: str | None,
+        since: datetime | None,
+        claim_round: int,
     ) -> WriteResult:
         started = time.perf_counter()
         result = WriteResult(ok=True)
@@ -126,7 +151,7 @@ class ClickHouseWriter:
             claimed = claim(
                 self.store,
                 unique,
-                token,
+                claim_name(token, claim_round),
                 since=since or datetime.now(UTC),
                 settings=self.claim_settings,
             )
@@ -151,6 +176,7 @@ class ClickHouseWriter:
                     )
                     if inserted > replayed:
                         result.written[table] = inserted - replayed
+                result.stored.add(table)
         except StoreError as exc:
             log.warning("insert failed", error=str(exc), code=exc.code)
             result.ok = False

@@ -1,7 +1,23 @@
-"""Ad-hoc SQL as users run it: read-only unless asked, bounded in rows and time.
+"""Ad-hoc SQL as users run it: read-only unless asked, bounded in rows and time, and
+confined to meterhouse's own database.
 
 Used by ``meterhouse sql`` on a store it opens itself and by the service's /api/v1/sql,
 which the CLI asks when ``meterhouse run`` holds the embedded store.
+
+Before a statement runs, ClickHouse's own parser (``EXPLAIN AST``) shows what it touches,
+and it is refused when it
+
+* names a table function other than the generators in SAFE_TABLE_FUNCTIONS (``file``,
+  ``url``, ``remote``, ``s3``, ``executable``, ``mysql`` ... read or write outside the
+  database; ``INSERT INTO FUNCTION`` is the same), or a function that reads files;
+* has a SETTINGS clause anywhere (an inner one would lift the time or row limit);
+* names a table of another database (the engine's read-only ``system`` tables aside);
+* with ``write``, is anything but INSERT, ALTER, DELETE, UPDATE, OPTIMIZE or TRUNCATE
+  (no CREATE, DROP, SYSTEM, SET, GRANT ...).
+
+The embedded engine runs one query at a time, so the time limit also bounds how long an
+ad-hoc query can hold other requests. On a ClickHouse server, tenants' own users carry the
+same limits as constraints of their settings profile (meterhouse/access/clickhouse_plan.py).
 """
 
 from __future__ import annotations
@@ -13,6 +29,24 @@ from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import QueryResult, Store
 
 _READ_KEYWORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
+_WRITE_KEYWORDS = ("INSERT", "ALTER", "DELETE", "UPDATE", "OPTIMIZE", "TRUNCATE")
+SAFE_TABLE_FUNCTIONS = frozenset(
+    {
+        "numbers",
+        "numbers_mt",
+        "zeros",
+        "zeros_mt",
+        "generaterandom",
+        "generate_series",
+        "generateseries",
+        "values",
+        "null",
+        "view",
+    }
+)
+_FILE_FUNCTIONS = frozenset({"file"})  # scalar functions that read host files
+# Where a function node of EXPLAIN AST is a table function (or a table engine).
+_TABLE_PLACES = ("TableExpression", "InsertQuery", "Storage definition")
 _WRAPPABLE = ("SELECT", "WITH")
 _FORMAT = re.compile(r"\bFORMAT\s+\w+\s*;?\s*$", re.I)
 
@@ -33,6 +67,56 @@ def first_keyword(store: Store, sql: str) -> str:
     return str(formatted).lstrip("( ").split(None, 1)[0].upper() if formatted else ""
 
 
+def _outside_functions(store: Store) -> frozenset[str]:
+    """Table functions that are no regular function too (``file`` is both: a scalar that
+    reads a file): wherever they appear, they read or write outside the database."""
+    names = store.query(
+        "SELECT lower(name) FROM system.table_functions "
+        "WHERE name NOT IN (SELECT name FROM system.functions)"
+    ).rows
+    return frozenset(str(row[0]) for row in names) - SAFE_TABLE_FUNCTIONS
+
+
+def check_confined(store: Store, sql: str) -> None:
+    """Refuse (AdhocSqlError) what reaches outside the database or lifts a limit."""
+    outside = _outside_functions(store) | _FILE_FUNCTIONS
+    lines = [str(row[0]) for row in store.query(f"EXPLAIN AST {sql}").rows]
+    parents: list[tuple[int, str]] = []  # (indent, node) of the open ancestors
+    for line in lines:
+        indent = len(line) - len(line.lstrip(" "))
+        node = line.strip()
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        parent = parents[-1][1] if parents else ""
+        parents.append((indent, node))
+        kind, _, rest = node.partition(" ")
+        name = rest.split(" (", 1)[0].strip()
+        if node == "Set" or kind == "Set":
+            raise AdhocSqlError(
+                "SETTINGS clauses are not allowed in ad-hoc SQL: its limits are the "
+                "service's (MH_SQL_MAX_SECONDS, MH_SQL_MAX_ROWS)"
+            )
+        if kind == "Function":
+            table_place = parent.startswith(_TABLE_PLACES)
+            if table_place and name.lower() not in SAFE_TABLE_FUNCTIONS:
+                raise AdhocSqlError(
+                    f"the table function or engine {name}() reaches outside meterhouse's "
+                    "database (files, URLs, other servers or processes) and is not allowed; "
+                    f"allowed: {', '.join(sorted(SAFE_TABLE_FUNCTIONS))}"
+                )
+            if not table_place and name.lower() in outside:
+                raise AdhocSqlError(
+                    f"the function {name}() reaches outside meterhouse's database; not allowed"
+                )
+        if kind == "TableIdentifier" and "." in name:
+            database = name.split(".", 1)[0]
+            if database not in (store.database, "system"):
+                raise AdhocSqlError(
+                    f"{name}: ad-hoc SQL reads only meterhouse's database {store.database!r} "
+                    "(and the engine's own `system` tables)"
+                )
+
+
 def run_adhoc(store: Store, sql: str, *, write: bool = False, limits: AdhocLimits) -> QueryResult:
     sql = sql.strip().rstrip(";").strip()
     if not sql:
@@ -42,16 +126,22 @@ def run_adhoc(store: Store, sql: str, *, write: bool = False, limits: AdhocLimit
             "leave out the FORMAT clause: choose the output with --format table|csv|json"
         )
     keyword = first_keyword(store, sql)
+    if keyword not in _READ_KEYWORDS:
+        if not write:
+            raise AdhocSqlError(
+                f"{keyword} changes data; `meterhouse sql` is read-only unless you pass --write"
+            )
+        if keyword not in _WRITE_KEYWORDS:
+            raise AdhocSqlError(
+                f"{keyword} is not allowed in ad-hoc SQL, even with --write (allowed: "
+                f"{', '.join(_WRITE_KEYWORDS)}); schema changes go through migrations"
+            )
+    check_confined(store, sql)
+    time_limit = {"max_execution_time": limits.max_seconds}
     if keyword in _WRAPPABLE:
-        # A subquery carries the limits without touching the user's own SETTINGS clause.
+        # The limits apply to the outer query; the user's query has no SETTINGS of its own.
         return store.query(
             f"SELECT * FROM ({sql}) LIMIT {int(limits.max_rows)}",
-            settings={"readonly": 0 if write else 2, "max_execution_time": limits.max_seconds},
+            settings={"readonly": 0 if write else 1, **time_limit},
         )
-    if keyword in _READ_KEYWORDS:
-        return store.query(sql)
-    if not write:
-        raise AdhocSqlError(
-            f"{keyword} changes data; `meterhouse sql` is read-only unless you pass --write"
-        )
-    return store.query(sql)
+    return store.query(sql, settings=time_limit)

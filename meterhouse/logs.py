@@ -42,6 +42,9 @@ def configure_logging(settings: Settings) -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # JSON gets the traceback as text under "exception" (a bare exc_info=true
+                # says nothing); the console renderer prints it by itself.
+                *([structlog.processors.format_exc_info] if settings.log_format == "json" else []),
                 renderer,
             ],
         )

@@ -53,6 +53,41 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `meterhouse run` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port of `meterhouse run`.")
+    http_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Most bytes of a request's line and headers; a larger head is answered "
+        "400 and the connection closed, before anything else reads it.",
+    )
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Most bytes of a request body on endpoints other than ingest (which "
+        "use MH_INGEST_MAX_BODY_BYTES); counted while the body streams in, answered 413.",
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection may take to send a request's headers (from "
+        "connecting, or from the previous answer); then it is answered 408 and closed.",
+    )
+    http_body_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a request may take to send its whole body once its headers "
+        "are in; then it is answered 408 (or closed) so slow clients hold no connection.",
+    )
+    http_max_connections: int = Field(
+        default=2000,
+        ge=1,
+        description="Most open connections `meterhouse run` keeps (further ones are answered "
+        "503 and closed at once); keep it well under the process's file descriptor limit.",
+    )
+    http_max_connections_per_client: int = Field(
+        default=200,
+        ge=1,
+        description="Most open connections from one client address.",
+    )
     service_url: str = Field(
         default="",
         description=(
@@ -66,6 +101,15 @@ class Settings(BaseSettings):
             "Bearer token for the service's admin endpoints (/api/v1/sql). Empty: a random "
             "token is made at start and written, readable by the owner only, into the "
             "embedded store's owner file, which local CLI calls read."
+        ),
+    )
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "Bearer token a Prometheus scrape of /metrics sends to get the per-account series "
+            "(balances, budgets; labels account, scope_id ...). Without it (or the admin "
+            "token) /metrics serves the service-wide series only. Empty: only the admin "
+            "token opens them."
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -34,6 +34,14 @@ CONTACT_POINTS_FILE = GRAFANA_PROVISIONING / "alerting" / "contact-points.yaml"
 POLICIES_FILE = GRAFANA_PROVISIONING / "alerting" / "policies.yaml"
 
 WEBHOOK_URL = "http://meterhouse:8080/api/v1/alerts/webhook"
+# What `meterhouse compose-env` writes to .env (compose has no default passwords).
+SECRETS = {
+    "CLICKHOUSE_PASSWORD": "pw-clickhouse",
+    "GRAFANA_CLICKHOUSE_PASSWORD": "pw-grafana-reader",
+    "GRAFANA_ADMIN_PASSWORD": "pw-grafana-admin",
+    "MH_ADMIN_TOKEN": "admin-token",
+    "MH_METRICS_TOKEN": "metrics-token",
+}
 EXPECTED_SERVICES = {
     "clickhouse": "clickhouse/clickhouse-server",
     "prometheus": "prom/prometheus",
@@ -42,7 +50,9 @@ EXPECTED_SERVICES = {
     "grafana": "grafana/grafana",
 }
 
-_INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+_INTERPOLATION = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?(?P<op>[-?])(?P<default>[^}]*))?\}"
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -69,9 +79,19 @@ def load_yaml(path: Path) -> Any:
         return yaml.safe_load(fh)
 
 
-def interpolate(value: str) -> str:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` the way compose does with an empty env."""
-    return _INTERPOLATION.sub(lambda m: m.group("default") or "", value)
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """Expand ``${VAR}`` / ``${VAR:-default}`` / ``${VAR:?error}`` the way compose does with
+    ``env`` (a required variable missing from it fails the test with compose's message)."""
+    given = env or {}
+
+    def expand(m: re.Match[str]) -> str:
+        if m.group("name") in given:
+            return given[m.group("name")]
+        if m.group("op") == "?":
+            pytest.fail(f"compose needs {m.group('name')}: {m.group('default')}")
+        return m.group("default") or ""
+
+    return _INTERPOLATION.sub(expand, value)
 
 
 def require_tool(name: str, package: str) -> str:
@@ -197,23 +217,26 @@ def test_compose_services_and_images(services: dict[str, dict[str, Any]]) -> Non
 
 def test_compose_clickhouse(services: dict[str, dict[str, Any]]) -> None:
     clickhouse = services["clickhouse"]
-    env = {k: interpolate(v) for k, v in env_dict(clickhouse).items()}
+    env = {k: interpolate(v, SECRETS) for k, v in env_dict(clickhouse).items()}
     assert env["CLICKHOUSE_DB"] == "meterhouse"
     assert env["CLICKHOUSE_USER"] == "meterhouse"
-    assert env["CLICKHOUSE_PASSWORD"] == "secret"
+    assert env["CLICKHOUSE_PASSWORD"] == SECRETS["CLICKHOUSE_PASSWORD"]  # no default
     assert any(str(p).split(":")[-1] == "8123" for p in clickhouse["ports"])
     assert "healthcheck" in clickhouse
 
 
 def test_compose_meterhouse_services(services: dict[str, dict[str, Any]]) -> None:
-    url = "http://meterhouse:secret@clickhouse:8123/meterhouse"
+    url = f"http://meterhouse:{SECRETS['CLICKHOUSE_PASSWORD']}@clickhouse:8123/meterhouse"
     service, demo = services["meterhouse"], services["meterhouse-demo"]
     assert service["command"] == ["meterhouse", "run", "--host", "0.0.0.0", "--port", "8080"]
     assert "/healthz" in " ".join(service["healthcheck"]["test"])
-    assert "meterhouse migrate && meterhouse demo" in " ".join(demo["command"])
+    assert demo["command"] == ["meterhouse", "demo"]
+    assert services["meterhouse-migrate"]["command"] == ["meterhouse", "migrate"]
     for svc in (service, demo):
-        assert interpolate(env_dict(svc)["MH_CLICKHOUSE_URL"]) == url
+        assert interpolate(env_dict(svc)["MH_CLICKHOUSE_URL"], SECRETS) == url
         assert svc["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+        migrated = svc["depends_on"]["meterhouse-migrate"]["condition"]
+        assert migrated == "service_completed_successfully"
     assert demo.get("restart", "no") == "no"
     assert demo.get("image") == service.get("image"), "the demo must run the service image"
 
@@ -239,9 +262,19 @@ def test_dockerfile() -> None:
 
 
 @pytest.mark.prometheus
-def test_promtool_check_config() -> None:
+def test_promtool_check_config(tmp_path: Path) -> None:
     promtool = require_tool("promtool", "prometheus")
-    result = run_tool([promtool, "check", "config", str(PROMETHEUS_CONFIG)])
+    # The shipped config, with only the metrics token's secret file placed here (compose
+    # mounts it at /run/secrets/metrics_token).
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_CONFIG.parent, copy)
+    token = tmp_path / "metrics_token"
+    token.write_text("test-token")
+    config = copy / PROMETHEUS_CONFIG.name
+    shipped = config.read_text()
+    assert "/run/secrets/metrics_token" in shipped
+    config.write_text(shipped.replace("/run/secrets/metrics_token", str(token)))
+    result = run_tool([promtool, "check", "config", str(config)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -356,7 +389,8 @@ def test_grafana_dashboard_provider_matches_mount(services: dict[str, dict[str, 
 def test_grafana_compose_environment(services: dict[str, dict[str, Any]]) -> None:
     grafana = services["grafana"]
     env = env_dict(grafana)
-    assert env["GF_INSTALL_PLUGINS"] == "grafana-clickhouse-datasource"
+    assert interpolate(env["GF_INSTALL_PLUGINS"]) == "grafana-clickhouse-datasource 4.20.0"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert any(str(p).split(":")[-1] == "3000" for p in grafana["ports"])
 
 

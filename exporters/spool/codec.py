@@ -59,3 +59,17 @@ def decode(payload: bytes) -> SpoolBatch:
 def created_ms(payload_head: bytes) -> int:
     (value,) = CREATED.unpack_from(payload_head)
     return int(value)
+
+
+# Creation times a record can carry (2000-01-01 to 2200-01-01, epoch milliseconds).
+_PLAUSIBLE_MS: Final = (946_684_800_000, 7_258_118_400_000)
+_BODY_ARRAY: Final = 0x92  # msgpack: an array of two items (_Body)
+
+
+def plausible_head(head: bytes) -> bool:
+    """Whether these first payload bytes can start a record: a cheap filter for the log's
+    resynchronisation after a damaged record (the checksum decides)."""
+    if len(head) <= CREATED.size:
+        return False
+    (created,) = CREATED.unpack_from(head)
+    return _PLAUSIBLE_MS[0] <= created < _PLAUSIBLE_MS[1] and head[CREATED.size] == _BODY_ARRAY

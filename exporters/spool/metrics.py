@@ -15,6 +15,7 @@ class SpoolMetrics:
         pending_bytes: Callable[[], float],
         segments: Callable[[], float],
         oldest_age: Callable[[], float],
+        kept: Callable[[], float],
     ) -> None:
         Gauge(
             "meterhouse_spool_bytes",
@@ -50,5 +51,29 @@ class SpoolMetrics:
         self.refused = Counter(
             "meterhouse_spool_full_total",
             "Requests answered 503 because the spool was full.",
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "meterhouse_spool_quarantined_records_total",
+            "Damaged spool records moved to the quarantine (the records around them drain "
+            "on); each is logged at error with its segment and offset.",
+            registry=registry,
+        )
+        Gauge(
+            "meterhouse_spool_kept_files",
+            "Items in the spool's quarantine (damaged records) and dead-letter folders, "
+            "waiting for an operator: `meterhouse spool list`.",
+            registry=registry,
+        ).set_function(kept)
+        self.disk_errors = Counter(
+            "meterhouse_spool_disk_errors_total",
+            "Requests answered 503 because the spool's disk failed (full, or an I/O error); "
+            "nothing of them was kept, and the write was undone.",
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "meterhouse_spool_dead_letters_total",
+            "Spool records ClickHouse refused for good (their rows, not an outage), moved to "
+            "the dead-letter folder so the drain goes on: `meterhouse spool list`.",
             registry=registry,
         )

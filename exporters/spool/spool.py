@@ -19,14 +19,13 @@ being accepted until the spool holds ``max_bytes``; then appends raise SpoolFull
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -36,8 +35,10 @@ from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter, WriteResult
 from exporters.spool import codec
-from exporters.spool.log import Position, SegmentLog, SpoolError, SpoolFullError
+from exporters.spool.inflight import Inflight, InflightFile
+from exporters.spool.log import Position, Record, SegmentLog, SpoolError, SpoolFullError
 from exporters.spool.metrics import SpoolMetrics
+from exporters.spool.quarantine import DEAD_LETTER, KeptFolder, fsync_dir
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
 
@@ -50,7 +51,13 @@ RELEASE_EVERY_SECONDS: Final = 5.0  # at most this often the store frees its cac
 BACKOFF_FIRST: Final = 0.2
 BACKOFF_MAX: Final = 10.0
 SPOOL_ID_FILE: Final = "spool-id"
-INFLIGHT_FILE: Final = "inflight"
+# ClickHouse errors about the rows themselves, not the store's health: retrying the same
+# rows cannot succeed, so a record refused so (alone, DEAD_LETTER_TRIES times) goes to the
+# dead-letter folder instead of blocking the drain for ever.
+PERMANENT_CODES: Final = frozenset(
+    {6, 8, 10, 16, 20, 27, 36, 41, 43, 44, 53, 60, 69, 70, 72, 117, 131, 321, 407, 473}
+)
+DEAD_LETTER_TRIES: Final = 3
 
 
 class _Refused:
@@ -86,15 +93,6 @@ class Faults:
         )
 
 
-@dataclass(frozen=True)
-class _Inflight:
-    """The drain batch being written: where it ends in the log, and its name."""
-
-    end: Position
-    token: str
-    oldest_ms: int
-
-
 @dataclass
 class _Batch:
     start: Position
@@ -115,11 +113,10 @@ class _Batch:
         self.records += 1
         self.end = end
 
-    def token(self, spool_id: str) -> str:
-        return (
-            f"{spool_id}:{self.start.segment}.{self.start.offset}"
-            f"-{self.end.segment}.{self.end.offset}"
-        )
+    def skip(self, end: Position) -> None:
+        """Pass over a record that was quarantined instead of drained."""
+        self.records += 1
+        self.end = end
 
     def tables(self) -> dict[str, pa.Table]:
         return {
@@ -143,7 +140,13 @@ class Spool:
         on_written: Callable[[WriteResult], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.log = SegmentLog(directory, max_bytes=max_bytes, segment_bytes=segment_bytes)
+        self.log = SegmentLog(
+            directory,
+            max_bytes=max_bytes,
+            segment_bytes=segment_bytes,
+            head_check=codec.plausible_head,
+            on_quarantine=lambda _: self.metrics.quarantined.inc(),
+        )
         self.writer = writer
         self.batch_rows = batch_rows
         self.pace_bytes = pace_bytes  # backlog past which requests wait for a healthy drain
@@ -153,20 +156,26 @@ class Spool:
         self._oldest_ms: int | None = None
         self._state = threading.Lock()
         self._refused_full = False
+        self._refused_bytes = 0  # size of the last record refused for lack of room
         self._failing = False  # the last drain attempt failed
         self._stop = threading.Event()
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._drained = threading.Condition()
         self.spool_id = _spool_id(directory)
-        self._inflight_path = directory / INFLIGHT_FILE
-        self._attempt: _Inflight | None = None  # the batch the last write attempt was for
+        self.inflight = InflightFile(directory)
+        self._attempt: Inflight | None = None  # the batch the last write attempt was for
         self._released = 0.0
+        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
+        self._isolate_until: Position | None = None  # drain one record at a time up to here
+        self._narrowing = False  # the next attempt is a new, smaller batch, not a retry
+        self._permanent_tries = 0
         self.metrics = SpoolMetrics(
             registry,
             pending_bytes=lambda: float(self.log.pending_bytes()),
             segments=lambda: float(self.log.segments()),
             oldest_age=self.oldest_age_seconds,
+            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
         )
         self._oldest_ms = self._peek_created(self.log.checkpoint)
 
@@ -182,15 +191,24 @@ class Spool:
         now_ms = int(self.clock() * 1000)
         payload = codec.encode(tables, events, now_ms)
         try:
-            end = self.log.append(payload)
+            written = self.log.write(payload)
         except SpoolFullError:
             self._refused_full = True
+            self._refused_bytes = len(payload)
             self.metrics.refused.inc()
             raise
+        except SpoolError:
+            self.metrics.disk_errors.inc()
+            raise
+        self._refused_full = False
         with self._state:
             if self._oldest_ms is None:
                 self._oldest_ms = now_ms
-        self.log.sync(end)
+        try:
+            self.log.sync(written.end, generation=written.generation)
+        except SpoolError:
+            self.metrics.disk_errors.inc()
+            raise
 
     def _pace(self) -> None:
         """While the drain works, keep the backlog under ``pace_bytes``: a request waits (up to
@@ -209,10 +227,21 @@ class Spool:
                 self._drained.wait(min(left, 0.05))
 
     def full_reason(self) -> str | None:
-        """A /readyz check: the reason when the spool refuses appends for lack of room."""
+        """A /readyz check: the reason whenever an append would be refused now (a disk
+        fault, a closed spool, or no room for a batch like the last one refused)."""
+        fault = self.log.health()
+        if fault is not None:
+            return fault
         pending = self.log.pending_bytes()
-        if self._refused_full and pending > 0.9 * self.log.max_bytes:
-            return f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for ClickHouse"
+        # A batch larger than the whole spool is that request's problem, not the spool's.
+        refused = self._refused_bytes if self._refused_bytes <= self.log.max_bytes else 0
+        if self._refused_full and (
+            pending + refused > self.log.max_bytes or pending > 0.9 * self.log.max_bytes
+        ):
+            return (
+                f"ingest spool full: {pending} of {self.log.max_bytes} bytes wait for "
+                f"ClickHouse, and a batch of {self._refused_bytes} bytes was refused"
+            )
         self._refused_full = False
         return None
 
@@ -253,7 +282,9 @@ class Spool:
 
     def _run(self) -> None:
         position = self.log.checkpoint
-        replay = self._read_inflight(position)
+        noted = self.inflight.load()
+        # The batch being written when the process stopped, unless it was checkpointed.
+        replay = noted if noted is not None and noted.end > position else None
         failures = 0
         while True:
             if self._stop.is_set() and (
@@ -272,8 +303,10 @@ class Spool:
                 continue
             if drained is REFUSED:
                 # Retry exactly the batch that failed, under its token: its first attempt
-                # may have stored part of it, and only the same token completes it.
-                replay = self._attempt or replay
+                # may have stored part of it, and only the same token completes it. (A
+                # batch refused for good is narrowed instead: see ``_refused``.)
+                replay = None if self._narrowing else (self._attempt or replay)
+                self._narrowing = False
                 self._failing = True
                 failures += 1
                 self.metrics.drain_errors.inc()
@@ -290,7 +323,7 @@ class Spool:
             replay = None
 
     def _drain_once(
-        self, position: Position, replay: _Inflight | None
+        self, position: Position, replay: Inflight | None
     ) -> Position | _Refused | None:
         """One batch: its end when written and checkpointed, REFUSED when the store
         refused it, None when there was nothing to drain.
@@ -306,20 +339,20 @@ class Spool:
             return None
         tables = batch.tables()
         if tables:
-            inflight = replay or _Inflight(batch.end, batch.token(self.spool_id), batch.oldest_ms)
+            inflight = replay or Inflight(batch.start, batch.end, batch.oldest_ms)
             if replay is None:
-                self._write_inflight(inflight)
+                self.inflight.save(inflight)
             self._attempt = inflight
             result = self.writer.write_tables(
                 tables,
-                token=inflight.token,
+                token=inflight.token(self.spool_id),
                 since=datetime.fromtimestamp(inflight.oldest_ms / 1000, UTC),
+                claim_round=inflight.claim_round,
             )
             if self.on_written is not None:
                 self.on_written(result)
             if not result.ok:
-                log.warning("spool drain failed; retrying", error=result.error)
-                return REFUSED
+                return self._refused(batch, result)
         if self.faults.pause_before_checkpoint:
             time.sleep(self.faults.pause_before_checkpoint)
         self.log.save_checkpoint(batch.end)
@@ -351,12 +384,16 @@ class Spool:
         deadline = time.monotonic() + LINGER_SECONDS
         while True:
             for record in self.log.read(batch.end if batch.records else position, READ_BYTES):
-                batch.add(codec.decode(record.payload), record.end)
+                decoded = self._decode(record)
+                if decoded is None:
+                    batch.skip(record.end)
+                else:
+                    batch.add(decoded, record.end)
                 if stop is not None:
                     if record.end >= stop:
                         return batch
                     continue
-                if batch.rows >= self.batch_rows:
+                if batch.rows >= self.batch_rows or self._isolating(batch.end):
                     return batch
             if batch.records == 0:
                 return None
@@ -366,36 +403,91 @@ class Spool:
             if self.log.durable <= batch.end:
                 return batch
 
-    def _write_inflight(self, inflight: _Inflight) -> None:
-        """Name the batch durably before its first insert (see ``_drain_once``)."""
-        tmp = self._inflight_path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(
-                {
-                    "end": list(inflight.end),
-                    "token": inflight.token,
-                    "oldest_ms": inflight.oldest_ms,
-                },
-                handle,
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._inflight_path)
-        _fsync_directory(self._inflight_path.parent)
+    def _isolating(self, end: Position) -> bool:
+        """While a batch the store refused for good is drained one record at a time."""
+        if self._isolate_until is None:
+            return False
+        if end > self._isolate_until:
+            self._isolate_until = None
+            return False
+        return True
 
-    def _read_inflight(self, checkpoint: Position) -> _Inflight | None:
-        """The batch that was being written when the process stopped, if its end lies past
-        the checkpoint (else it was written and checkpointed)."""
+    def _refused(self, batch: _Batch, result: WriteResult) -> Position | _Refused:
+        """The store refused a drain batch. An outage is retried as it is; a refusal of the
+        rows themselves is narrowed to the record that causes it, which goes to the
+        dead-letter folder (with the reason), so the records after it drain on."""
+        permanent = result.code in PERMANENT_CODES
+        log.warning(
+            "spool drain failed; retrying",
+            error=result.error,
+            code=result.code,
+            records=batch.records,
+            permanent=permanent,
+        )
+        if not permanent:
+            self._permanent_tries = 0
+            return REFUSED
+        if self._attempt is not None and not self._retract(self._attempt, result):
+            return REFUSED
+        if batch.records > 1:
+            self._isolate_until = batch.end
+            self._narrowing = True
+            return REFUSED
+        self._permanent_tries += 1
+        if self._permanent_tries < DEAD_LETTER_TRIES:
+            return REFUSED
+        self._permanent_tries = 0
+        record = next(iter(self.log.read(batch.start, 1)), None)
+        if record is None:
+            return REFUSED
+        kept = self.dead_letters.keep(
+            record.start.segment,
+            record.start.offset,
+            record.payload,
+            f"ClickHouse error {result.code}: {result.error[:2000]}",
+        )
+        self.metrics.dead_letters.inc()
+        log.error(
+            "spool: the store refuses this record for good; moved to the dead letters "
+            "(`meterhouse spool inspect|replay`)",
+            segment=record.start.segment,
+            offset=record.start.offset,
+            events=batch.events,
+            code=result.code,
+            file=str(kept.path),
+        )
+        self.log.save_checkpoint(batch.end)
+        with self._drained:
+            self._drained.notify_all()
+        return batch.end
+
+    def _retract(self, attempt: Inflight, result: WriteResult) -> bool:
+        """Before a refused batch is narrowed or set aside, withdraw its claims on the keys
+        of the tables it did not store: the records then drain (or are replayed from the
+        dead letters) as new batches that win those keys, while the keys of the tables it
+        stored stay its own (so nothing is stored twice). False when the store did not
+        answer (the batch is retried as it is)."""
         try:
-            saved = json.loads(self._inflight_path.read_text())
-            inflight = _Inflight(
-                Position(*saved["end"]), str(saved["token"]), int(saved["oldest_ms"])
+            self.writer.retract(
+                attempt.token(self.spool_id), attempt.claim_round, stored=result.stored
             )
-        except FileNotFoundError:
+            # Withdrawn claims stay in the engine's deduplication log: the next attempt
+            # at this batch claims in a new round, under a new name, durably noted first.
+            self._attempt = replace(attempt, claim_round=attempt.claim_round + 1)
+            self.inflight.save(self._attempt)
+        except (StoreError, OSError) as exc:
+            log.warning("could not withdraw a refused batch's claims", error=str(exc))
+            return False
+        return True
+
+    def _decode(self, record: Record) -> codec.SpoolBatch | None:
+        """A record's batch; None when its checksum holds but it cannot be decoded (written
+        by a bug or another version): it goes to the quarantine, the drain goes on."""
+        try:
+            return codec.decode(record.payload)
+        except Exception as exc:  # any decode failure: keep the bytes, skip the record
+            self.log.keep_damaged(record.start, record.payload, f"cannot be decoded: {exc}")
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SpoolError(f"cannot read {self._inflight_path}: {exc}") from exc
-        return inflight if inflight.end > checkpoint else None
 
     def _peek_created(self, position: Position) -> int | None:
         head = self.log.peek(position, codec.CREATED.size)
@@ -416,13 +508,5 @@ def _spool_id(directory: Path) -> str:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_directory(directory)
+    fsync_dir(directory)
     return spool_id
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

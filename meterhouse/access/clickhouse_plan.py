@@ -7,8 +7,10 @@ the users bound alike, and one ClickHouse user per user with bindings:
     role     mh/<account>/<role>/account                 e.g. mh/acme/billing/account
              mh/<account>/<role>/<team|project>/<id>     e.g. mh/acme/viewer/team/data
     policy   the role's name, ON <database>.<table>, FOR SELECT, TO that role
-    profile  mh/tenant: readonly = 1, max_execution_time <= MH_SQL_MAX_SECONDS (changeable
-             in readonly, as Grafana's ClickHouse plugin needs), max_result_rows =
+    profile  mh/tenant: constraints that no query can lift: readonly = 1, allow_ddl = 0
+             (no table functions: file, url, remote ...), no introspection functions,
+             max_execution_time <= MH_SQL_MAX_SECONDS (changeable in readonly, as
+             Grafana's ClickHouse plugin needs, but never above), max_result_rows =
              MH_SQL_MAX_ROWS with result_overflow_mode = 'throw'
 
 Ids are percent-encoded (``:`` -> ``%3A``; ``/`` never occurs in an id), so names are
@@ -180,10 +182,11 @@ def build_plan(
 
     plan.add(
         "profile",
-        f"CREATE SETTINGS PROFILE OR REPLACE {quote_ident(PROFILE)} SETTINGS readonly = 1, "
+        f"CREATE SETTINGS PROFILE OR REPLACE {quote_ident(PROFILE)} SETTINGS readonly = 1 CONST, "
+        "allow_ddl = 0 CONST, allow_introspection_functions = 0 CONST, "
         f"max_execution_time = {int(limits.max_seconds)} MAX {int(limits.max_seconds)} "
-        f"CHANGEABLE_IN_READONLY, max_result_rows = {int(limits.max_rows)}, "
-        "result_overflow_mode = 'throw'",
+        f"CHANGEABLE_IN_READONLY, max_result_rows = {int(limits.max_rows)} CONST, "
+        "result_overflow_mode = 'throw' CONST",
     )
     for role in sorted(wanted_roles - existing.roles):
         plan.add("role", f"CREATE ROLE IF NOT EXISTS {quote_ident(role)}")

@@ -34,6 +34,7 @@ from meterhouse.jobs.queries import active_jobs, job_runs
 from meterhouse.jsonable import to_jsonable
 from meterhouse.service.app import ServiceContext
 from meterhouse.service.auth import authorize_read, problem, read_auth
+from meterhouse.service.limits import json_body
 from meterhouse.store.base import Store
 from meterhouse.tenants import TenantError, now_utc
 
@@ -196,7 +197,7 @@ def routes(ctx: ServiceContext) -> list[Route]:
         if caller.kind != "admin_token":
             return auth.refuse(caller, "users", 403, "creating keys needs the admin token")
         try:
-            payload = await request.json()
+            payload = await json_body(request)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):

@@ -53,6 +53,10 @@ SECTIONS: dict[str, dict[str, tuple[str, str, str]]] = {
     "Dashboards": {
         "dashboards": ("dashboards", "dashboards", "Build or check the Grafana dashboards."),
     },
+    "Operations": {
+        "spool": ("spool", "spool", "Ingest spool: quarantined and dead-letter batches."),
+        "compose-env": ("compose", "compose_env", "Generate the docker-compose secrets file."),
+    },
 }
 LAZY: dict[str, tuple[str, str, str]] = {
     name: entry for section in SECTIONS.values() for name, entry in section.items()

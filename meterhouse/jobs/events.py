@@ -26,15 +26,22 @@ _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 def parse_since(text: str, now: datetime) -> datetime:
     """'90s', '15m', '1h', '2d', '1w' before ``now``, or an ISO 8601 time (UTC if no zone)."""
     found = _DURATION.match(text)
-    if found:
-        return now - timedelta(seconds=int(found.group(1)) * _UNIT_SECONDS[found.group(2).lower()])
     try:
-        parsed = datetime.fromisoformat(text.strip())
+        if found:
+            seconds = int(found.group(1)) * _UNIT_SECONDS[found.group(2).lower()]
+            parsed = now - timedelta(seconds=seconds)
+        else:
+            parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         raise JobsError(
             f"cannot read {text!r} as a time: give a duration such as 90s, 15m, 1h, 2d, 1w "
             "or an ISO time such as 2026-11-20T08:00:00Z"
         ) from None
+    except OverflowError:
+        parsed = datetime.min
+    # ClickHouse's times run from 1970 (for these columns) to 2299: out of range is a 400.
+    if not 1970 <= parsed.year <= 2299:
+        raise JobsError(f"{text!r} is out of range: give a time from 1970 to 2299")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

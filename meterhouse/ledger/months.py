@@ -26,7 +26,8 @@ MIN_ELAPSED: Final = timedelta(days=1)
 def parse_month(text: str) -> date:
     """``2026-11`` -> date(2026, 11, 1)."""
     match = _MONTH.match(text.strip())
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    # ClickHouse dates end in 2299; a month past that cannot hold usage (and a 500 is no answer).
+    if not match or not 1 <= int(match.group(2)) <= 12 or not 1970 <= int(match.group(1)) <= 2299:
         raise LedgerError(f"month {text!r} is not a calendar month: write YYYY-MM, e.g. 2026-11")
     return date(int(match.group(1)), int(match.group(2)), 1)
 
@@ -121,4 +122,6 @@ def parse_time(text: str, zone: ZoneInfo) -> datetime:
             f"time {text!r} is not ISO 8601: write 2026-11-30, 2026-11-30T18:00 or "
             "2026-11-30T18:00:00+01:00"
         ) from exc
+    if not 1970 <= parsed.year <= 2299:
+        raise LedgerError(f"time {text!r} is out of range: give a time from 1970 to 2299")
     return aware(parsed, zone).astimezone(UTC)

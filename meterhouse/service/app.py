@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -17,8 +19,12 @@ from starlette.routing import BaseRoute, Route
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
+from meterhouse.logs import get_logger
+from meterhouse.service.limits import BodyLimit, json_body
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
+
+log = get_logger(__name__)
 
 ReadinessCheck = Callable[[], str | None]
 """Returns None when ready, else a reason that /readyz reports."""
@@ -35,6 +41,41 @@ class ServiceContext:
     # Background work (writers, schedulers) starts with the server and stops before it ends.
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+
+TENANT_LABELS: Final = frozenset(
+    {
+        "account",
+        "account_id",
+        "scope_id",
+        "team",
+        "team_id",
+        "project",
+        "project_id",
+        "user",
+        "user_id",
+        "customer",
+        "customer_id",
+    }
+)
+
+
+class ServiceWide:
+    """The registry's series without any that name a tenant (by TENANT_LABELS): what an
+    anonymous scrape of /metrics gets, so account ids and their figures stay behind the
+    metrics token as they stay behind keys on the read API."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            samples = [s for s in family.samples if not TENANT_LABELS.intersection(s.labels)]
+            if family.samples and not samples:
+                continue
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = samples
+            yield kept
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -64,8 +105,14 @@ def create_app(ctx: ServiceContext) -> Starlette:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        from meterhouse.service.auth import metrics_scope
+
+        scope = await metrics_scope(ctx, request)
+        if isinstance(scope, Response):
+            return scope
+        source = ctx.registry if scope else ServiceWide(ctx.registry)
+        return Response(generate_latest(source), media_type=CONTENT_TYPE_LATEST)
 
     async def sql(request: Request) -> Response:
         # Admin token only; keys get 403 saying why (meterhouse/service/auth.py).
@@ -75,7 +122,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         if refused is not None:
             return refused
         try:
-            payload = await request.json()
+            payload = await json_body(request)
         except ValueError:
             return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
         if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
@@ -113,4 +160,18 @@ def create_app(ctx: ServiceContext) -> Starlette:
             for stop in reversed(ctx.on_shutdown):
                 await asyncio.to_thread(stop)
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Ingest bodies have their own (usually larger) limit; the collectors enforce it too.
+    body_limit = max(ctx.settings.http_max_body_bytes, ctx.settings.ingest_max_body_bytes)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyLimit, limit=body_limit)],
+        # Values no parser bounded (a date past year 9999, nesting past the stack) are the
+        # request's fault: a 400 saying so, not a 500.
+        exception_handlers={OverflowError: _out_of_range, RecursionError: _out_of_range},
+    )
+
+
+async def _out_of_range(request: Request, exc: Exception) -> Response:
+    log.warning("request refused: a value out of range", path=request.url.path, error=str(exc))
+    return problem(400, "Bad Request", f"a value in the request is out of range: {exc}")

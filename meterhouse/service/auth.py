@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from collectors.auth import FailureLimiter
+from collectors.auth import AuthBrake, key_id_of
 from meterhouse.access.statement_view import ScopeRefused, redact, resolve_scope
 from meterhouse.access.users import Binding, get_user, list_bindings
 from meterhouse.access.visibility import Visibility, visibility_of
@@ -114,7 +114,7 @@ class ReadAuth:
     ) -> None:
         self.store = store
         self.admin_token = admin_token
-        self.limiter = FailureLimiter(burst, per_second)
+        self.limiter = AuthBrake(burst, per_second)
         self.failures = Counter(
             "meterhouse_read_auth_failures",
             "Failed authentications on the read APIs and /api/v1/sql, by reason (missing, "
@@ -155,31 +155,42 @@ class ReadAuth:
 
     async def caller(self, request: Request) -> Caller | Response:
         client = request.client.host if request.client else "unknown"
-        wait = self.limiter.retry_after(client)
-        if wait is not None:
-            self.failures.labels("rate_limited").inc()
-            return problem(
-                429,
-                "Too Many Requests",
-                f"too many failed authentications from {client}; retry in {wait} s",
-                **{"Retry-After": str(wait)},
-            )
-        found, failure = await asyncio.to_thread(
-            self.authenticate, bearer_token(request), now_utc()
-        )
+        token = bearer_token(request)
+        if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            return Caller("admin_token")  # no store read: never locked out by others' guesses
+        key_id = key_id_of(token)
+        limited = self.limited(client, key_id)
+        if limited is not None:
+            return limited
+        found, failure = await asyncio.to_thread(self.authenticate, token, now_utc())
         if found is None:
             reason = failure or "unknown"
             if reason != "no_user":  # a real key of a removed user is no guess
-                self.limiter.failed(client)
+                self.limiter.failed(client, key_id)
             self.failures.labels(reason).inc()
-            log.info("read authentication failed", reason=reason, client=client)
+            log.info("read authentication failed", reason=reason, client=client, key=key_id)
             return problem(
                 401,
                 "Unauthorized",
                 _DETAIL[reason],
                 **{"WWW-Authenticate": 'Bearer realm="meterhouse read"'},
             )
+        if found.key_id:
+            self.limiter.succeeded(found.key_id)
         return found
+
+    def limited(self, client: str, key_id: str | None) -> Response | None:
+        """The 429 for an address (and key id) that failed too often, counted; else None."""
+        wait = self.limiter.retry_after(client, key_id)
+        if wait is None:
+            return None
+        self.failures.labels("rate_limited").inc()
+        return problem(
+            429,
+            "Too Many Requests",
+            f"too many failed authentications from {client}; retry in {wait} s",
+            **{"Retry-After": str(wait)},
+        )
 
     async def access(
         self, request: Request, account_id: str, action: str, endpoint: str
@@ -238,17 +249,27 @@ async def authorize_read(
     return outcome if isinstance(outcome, Response) else outcome[1]
 
 
+async def _other_than_admin(
+    ctx: ServiceContext, request: Request
+) -> tuple[ReadAuth, Caller] | Response | None:
+    """None for the admin token, the refusal of a failed authentication, or the caller
+    (authenticated, but not the admin) for the endpoint to refuse in its own words."""
+    auth = read_auth(ctx)
+    found = await auth.caller(request)
+    if isinstance(found, Response):
+        return found
+    return None if found.kind == "admin_token" else (auth, found)
+
+
 async def authorize_sql(ctx: ServiceContext, request: Request) -> Response | None:
     """None for the admin token. Keys get 403: ad-hoc SQL runs as meterhouse's own
     ClickHouse user, which sees every tenant. In server mode tenants query ClickHouse with
     their own credentials (`meterhouse users sync-clickhouse`); the embedded engine has no
     users to switch to, so there SQL is for the service admin only."""
-    auth = read_auth(ctx)
-    found = await auth.caller(request)
-    if isinstance(found, Response):
-        return found
-    if found.kind == "admin_token":
-        return None
+    outcome = await _other_than_admin(ctx, request)
+    if not isinstance(outcome, tuple):
+        return outcome
+    auth, found = outcome
     return auth.refuse(
         found,
         "sql",
@@ -257,6 +278,51 @@ async def authorize_sql(ctx: ServiceContext, request: Request) -> Response | Non
         "ClickHouse user. With a ClickHouse server, query it with your own per-tenant "
         "credentials (made by `meterhouse users sync-clickhouse`); the embedded engine has "
         "no per-user credentials.",
+    )
+
+
+async def authorize_admin(ctx: ServiceContext, request: Request, endpoint: str) -> Response | None:
+    """None for the admin token; else the refusal (401, or 429 after too many failures
+    from the address), logged without the token and counted, as on every read API."""
+    outcome = await _other_than_admin(ctx, request)
+    if not isinstance(outcome, tuple):
+        return outcome
+    auth, found = outcome
+    auth.refused.labels(endpoint, "401").inc()
+    log.info("admin endpoint refused a key", caller=found.label, endpoint=endpoint)
+    return problem(
+        401,
+        "Unauthorized",
+        f"{endpoint} administration needs the service admin token, not a key",
+        **{"WWW-Authenticate": 'Bearer realm="meterhouse admin"'},
+    )
+
+
+async def metrics_scope(ctx: ServiceContext, request: Request) -> bool | Response:
+    """For /metrics: True when the scrape may see per-account series (the metrics token or
+    the admin token), False for an anonymous scrape (service-wide series only), or the
+    refusal of a wrong token (401, 429 after too many), counted and logged like any."""
+    token = bearer_token(request)
+    if not token:
+        return False
+    offered = token.encode()
+    for secret in (ctx.settings.metrics_token.get_secret_value(), ctx.admin_token):
+        if secret and hmac.compare_digest(offered, secret.encode()):
+            return True  # checked before any limit: others' guesses never lock it out
+    auth = read_auth(ctx)
+    client = request.client.host if request.client else "unknown"
+    limited = auth.limited(client, None)
+    if limited is not None:
+        return limited
+    auth.limiter.failed(client, None)
+    auth.failures.labels("bad_metrics_token").inc()
+    log.info("metrics authentication failed", client=client)
+    return problem(
+        401,
+        "Unauthorized",
+        "not the metrics token (MH_METRICS_TOKEN); scrape without Authorization for the "
+        "service-wide series only",
+        **{"WWW-Authenticate": 'Bearer realm="meterhouse metrics"'},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from meterhouse.logs import get_logger
 from meterhouse.service.app import ServiceContext, create_app
+from meterhouse.service.limits import protocol_for
 from meterhouse.settings import Settings
 from meterhouse.store import Store, open_store
 from meterhouse.store.base import OWNER_FILE
@@ -55,6 +57,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM ends `meterhouse run` with exit code 0 once
+    the shutdown is done (uvicorn raises the signal again, which killed the process before
+    the owner file was removed and the store closed)."""
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+        if sig == signal.SIGTERM:
+            log.info("SIGTERM: finishing requests in flight, draining, then stopping")
+            self._captured_signals = [s for s in self._captured_signals if s != sig]
+
+
 def serve(settings: Settings, hooks: list[ServiceHook] | None = None) -> None:
     store = open_store(settings)
     try:
@@ -76,8 +93,16 @@ def serve(settings: Settings, hooks: list[ServiceHook] | None = None) -> None:
         host, port = sock.getsockname()[:2]
         url_host = f"[{host}]" if ":" in host else host
         service_url = f"http://{url_host}:{port}"
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-        server = uvicorn.Server(config)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            http=protocol_for(settings),
+            h11_max_incomplete_event_size=settings.http_max_header_bytes,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        server = _Server(config)
         with owner_file(store, service_url, admin_token):
             log.info("serving", url=service_url, store=store.url.split("@")[-1])
             server.run(sockets=[sock])

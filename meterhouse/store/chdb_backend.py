@@ -68,7 +68,10 @@ class ChdbStore(Store):
         self.url = url
         self.database = check_identifier(database)
         self.path = chdb_path(url)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Billing data: readable by the owner only (the engine creates files under umask).
+        os.chmod(self.path, 0o700)
+        os.umask(0o077)
         self.capabilities = Capabilities(data_dir=self.path, access_management=False)
         # chdb's session is not safe for concurrent calls from several threads.
         self._lock = threading.Lock()

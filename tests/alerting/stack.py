@@ -159,7 +159,9 @@ def local_alertmanager_config(webhook_url: str) -> dict[str, Any]:
     return config
 
 
-def prometheus_config(rule_dir: Path, service_port: int, alertmanager_port: int) -> dict[str, Any]:
+def prometheus_config(
+    rule_dir: Path, service_port: int, alertmanager_port: int, metrics_token: str
+) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(rule_dir / "*.yml")],
@@ -170,6 +172,8 @@ def prometheus_config(rule_dir: Path, service_port: int, alertmanager_port: int)
             {
                 "job_name": "meterhouse",
                 "static_configs": [{"targets": [f"127.0.0.1:{service_port}"]}],
+                # Per-account series (budgets, balances) need a token (docs/access.md).
+                "authorization": {"type": "Bearer", "credentials": metrics_token},
             }
         ],
     }
@@ -249,7 +253,9 @@ def alerting_stack(root: Path) -> Iterator[Stack]:
         prom_config = root / "prometheus.yml"
         prom_config.write_text(
             yaml.safe_dump(
-                prometheus_config(rule_dir, int(service.url.rsplit(":", 1)[1]), am_port)
+                prometheus_config(
+                    rule_dir, int(service.url.rsplit(":", 1)[1]), am_port, service.admin_token
+                )
             ),
             encoding="utf-8",
         )

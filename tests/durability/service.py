@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 import requests
 
+from exporters.spool.inflight import read_inflight
+from exporters.spool.log import Position, saved_checkpoint
 from tests.support.cli import METERHOUSE, free_port
 
 SOURCE = "durability.test"
@@ -204,6 +206,16 @@ def usage_id(event_id: str) -> str:
     return f"run:run-{event_id}" if is_run(event_id) else event_id
 
 
+def event_of_usage(usage_row_id: str) -> str:
+    """The id of the event a usage row charges (the inverse of ``usage_id``)."""
+    return usage_row_id.removeprefix("run:run-")
+
+
+def charged_events(service: Service) -> set[str]:
+    """The ids of the events that have their usage row, as the client sent them."""
+    return {event_of_usage(e) for e in service.counts("usage_events")}
+
+
 def expected_rows(acked: set[str]) -> dict[str, set[str]]:
     """The keyed rows acknowledged events must have left, per table."""
     runs = {e for e in acked if is_run(e)}
@@ -214,17 +226,11 @@ def expected_rows(acked: set[str]) -> dict[str, set[str]]:
 
 
 def killed_inside_a_batch(spool: Path) -> bool:
-    """The kill hit a drain batch between its first insert and its checkpoint: the spool's
-    ``inflight`` batch ends past its ``checkpoint``."""
-    try:
-        inflight = json.loads((spool / "inflight").read_text())
-    except FileNotFoundError:
-        return False
-    try:
-        checkpoint = json.loads((spool / "checkpoint").read_text())
-    except FileNotFoundError:  # no batch was checkpointed yet
-        checkpoint = {"segment": 0, "offset": 0}
-    return tuple(inflight["end"]) > (checkpoint["segment"], checkpoint["offset"])
+    """The kill hit a drain batch between its first insert and its checkpoint: the batch
+    the spool noted as being written ends past its checkpoint."""
+    inflight = read_inflight(spool)
+    checkpoint = saved_checkpoint(spool) or Position(0, 0)
+    return inflight is not None and inflight.end > checkpoint
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -116,7 +116,8 @@ def test_read_api_gauges_and_cli_reads_through_the_running_service(data_dir: Pat
         while 'meterhouse_account_balance_credits{account="acme"}' not in metrics:
             assert time.monotonic() < deadline, metrics[-2000:]
             time.sleep(0.3)
-            metrics = requests.get(f"{service.url}/metrics", timeout=10).text
+            # Per-account series need the admin (or metrics) token (docs/access.md).
+            metrics = requests.get(f"{service.url}/metrics", headers=headers, timeout=10).text
         assert 'meterhouse_account_balance_credits{account="acme"} 379.5' in metrics
         assert (
             'meterhouse_budget_used_ratio{account="acme",scope="account",scope_id="acme"} 1.205'

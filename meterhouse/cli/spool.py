@@ -1,0 +1,157 @@
+"""`meterhouse spool list|inspect|replay`: what the ingest spool had to set aside.
+
+Damaged records (quarantine/) and records ClickHouse refused for good (dead-letter/) are
+kept, never dropped (docs/durability.md, "Disk faults and damaged records"). An operator
+lists them, looks inside one, and after fixing the cause (a migration, a column type)
+puts it back into the spool with ``replay``: the drain then writes it like any other
+record, skipping events that are already stored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from exporters.spool import codec
+from exporters.spool.log import HEADER, SegmentLog, SpoolError
+from exporters.spool.quarantine import DEAD_LETTER, QUARANTINE, Kept, KeptFolder
+from meterhouse.cli.context import CliContext, pass_cli
+from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.jsonable import to_jsonable
+from meterhouse.settings import Settings, default_data_dir
+from meterhouse.store.chdb_backend import chdb_path
+
+LIST_COLUMNS = ("kind", "name", "bytes", "reason", "kept_at")
+SAMPLE_ROWS = 3
+
+
+def spool_dir(settings: Settings) -> Path:
+    """Where `meterhouse run` keeps its spool (collectors/plugin.py, spool_directory)."""
+    if settings.spool_dir:
+        return Path(settings.spool_dir).expanduser().resolve()
+    if settings.clickhouse_url.startswith("chdb://"):
+        return chdb_path(settings.clickhouse_url) / "meterhouse-spool"
+    raise click.UsageError(
+        "with a ClickHouse server the spool is under "
+        f"{default_data_dir() / 'spool'}/<host>-<port>-<database>: pass it as MH_SPOOL_DIR"
+    )
+
+
+def folders(directory: Path) -> list[KeptFolder]:
+    return [KeptFolder(directory, QUARANTINE), KeptFolder(directory, DEAD_LETTER)]
+
+
+def find(directory: Path, name: str) -> Kept:
+    for folder in folders(directory):
+        found = folder.find(name)
+        if found is not None:
+            return found
+    raise click.ClickException(
+        f"no kept record {name!r} in {directory}; see `meterhouse spool list`"
+    )
+
+
+def payload_of(entry: Kept) -> bytes:
+    """The record's payload: dead letters and records that did not decode are kept as the
+    payload; damaged records (checksum, torn end) as the bytes found, header first."""
+    data = entry.path.read_bytes()
+    if entry.kind == QUARANTINE and not entry.reason.startswith("cannot be decoded"):
+        length, _ = HEADER.unpack_from(data) if len(data) >= HEADER.size else (0, 0)
+        if 0 < length <= len(data) - HEADER.size:
+            return data[HEADER.size : HEADER.size + length]
+        return data[HEADER.size :]
+    return data
+
+
+def describe(entry: Kept) -> dict[str, Any]:
+    info: dict[str, Any] = entry.as_json()
+    try:
+        batch = codec.decode(payload_of(entry))
+    except Exception as exc:  # damaged bytes fail in any way: say so, show the head
+        info["decodes"] = False
+        info["decode_error"] = f"{type(exc).__name__}: {exc}"
+        info["head_hex"] = entry.path.read_bytes()[:64].hex()
+        return info
+    info["decodes"] = True
+    info["events"] = batch.events
+    info["tables"] = {
+        name: {
+            "rows": table.num_rows,
+            "sample": to_jsonable(table.slice(0, SAMPLE_ROWS).to_pylist()),
+        }
+        for name, table in batch.tables.items()
+    }
+    return info
+
+
+@click.group()
+def spool() -> None:
+    """Records the ingest spool set aside: damaged ones and ones ClickHouse refused.
+
+    \b
+    Examples:
+      meterhouse spool list
+      meterhouse spool inspect 00000000000000000001-000000002048
+      meterhouse spool replay 00000000000000000001-000000002048   # after fixing the cause
+    The spool is MH_SPOOL_DIR, or meterhouse-spool inside the embedded store's directory.
+    """
+
+
+@spool.command("list")
+@format_option
+@pass_cli
+def list_cmd(cli: CliContext, fmt: str) -> None:
+    """List kept records, oldest first (quarantine: damaged; dead-letter: refused)."""
+    directory = spool_dir(cli.settings)
+    rows = [
+        {column: entry.as_json()[column] for column in LIST_COLUMNS}
+        for folder in folders(directory)
+        for entry in folder.entries()
+    ]
+    if not rows and fmt == "table":
+        click.echo(f"nothing set aside in {directory}")
+        return
+    click.echo(render_dicts(rows, fmt))
+
+
+@spool.command("inspect")
+@click.argument("name")
+@pass_cli
+def inspect_cmd(cli: CliContext, name: str) -> None:
+    """Show one kept record as JSON: where it was, why, and what it holds if it decodes."""
+    entry = find(spool_dir(cli.settings), name)
+    click.echo(json.dumps(describe(entry), indent=2, default=str))
+
+
+@spool.command("replay")
+@click.argument("name")
+@pass_cli
+def replay_cmd(cli: CliContext, name: str) -> None:
+    """Put a kept record back into the spool; the drain writes it (duplicates skipped).
+
+    The spool is owned by `meterhouse run` while it runs: stop it first (its spool is
+    replayed at the next start). A record that does not decode cannot be replayed.
+    """
+    directory = spool_dir(cli.settings)
+    entry = find(directory, name)
+    payload = payload_of(entry)
+    try:
+        codec.decode(payload)
+    except Exception as exc:  # damaged beyond use: keep it, say why
+        raise click.ClickException(
+            f"{name} does not decode ({type(exc).__name__}: {exc}); it stays where it is"
+        ) from exc
+    try:
+        log = SegmentLog(directory, max_bytes=1 << 62, segment_bytes=64 * 1024 * 1024)
+    except SpoolError as exc:
+        raise click.ClickException(f"{exc}; stop `meterhouse run`, then replay") from exc
+    try:
+        written = log.write(payload)
+        log.sync(written.end, generation=written.generation)
+    finally:
+        log.close()
+    KeptFolder(directory, entry.kind).remove(entry)
+    click.echo(f"{name} is back in the spool {directory}; `meterhouse run` drains it")
