@@ -157,7 +157,9 @@ def _text_problem(index: int, field: str, value: str) -> FieldError | None:
         return FieldError(
             index, field, f"is longer than {MAX_ID_LENGTH} characters", "invalid_field"
         )
-    if _CONTROL.search(value):
+    # isprintable() is false for every control character (and for some other text, which
+    # the pattern then clears): the usual id costs no regular expression.
+    if not value.isprintable() and _CONTROL.search(value):
         return FieldError(index, field, "must not contain control characters", "invalid_field")
     return None
 
