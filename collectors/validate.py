@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -118,17 +118,17 @@ TENANT_FIELDS: Final = frozenset({"account_id", "team_id", "project_id"})
 
 
 class _Known:
-    """Texts already found valid: models, teams, users and routes repeat from event to
-    event, so most events need one set lookup per group of fields. Only an accelerator
-    (a miss checks each field in full), so request threads may share it; bounded."""
+    """Values already found valid: models, teams, users and routes repeat from event to
+    event, so most events need a set lookup or two. Only an accelerator (a miss checks
+    each field in full), so request threads may share it; bounded."""
 
     LIMIT: Final = 50_000
 
-    def __init__(self, *always: str) -> None:
+    def __init__(self, *always: Hashable) -> None:
         self.always = always
-        self.values: set[str] = set(always)
+        self.values: set[Hashable] = set(always)
 
-    def add(self, value: str) -> None:
+    def add(self, value: Hashable) -> None:
         if len(self.values) >= self.LIMIT:
             self.values = set(self.always)  # swapped whole: readers see one set or the other
         self.values.add(value)
@@ -157,7 +157,9 @@ def _text_problem(index: int, field: str, value: str) -> FieldError | None:
         return FieldError(
             index, field, f"is longer than {MAX_ID_LENGTH} characters", "invalid_field"
         )
-    if _CONTROL.search(value):
+    # isprintable() is false for every control character (and for some other text, which
+    # the pattern then clears): the usual id costs no regular expression.
+    if not value.isprintable() and _CONTROL.search(value):
         return FieldError(index, field, "must not contain control characters", "invalid_field")
     return None
 
@@ -262,15 +264,21 @@ def _known(
 ) -> Callable[[Any], bool]:
     tenant_values, text_values = _values(tenants), _values(texts)
     optional_values = _values(optional_texts)
+    every_text = _values(tenants + texts + optional_texts)
+    # The texts of one event together (account, team, user, model ...) repeat most of all.
+    combinations = _Known()
     bounded = tuple((_values(names), low, high) for (low, high), names in ranges.items())
 
     def known(data: Any) -> bool:
-        if not (
-            _TENANTS.values.issuperset(tenant_values(data))
-            and _TEXTS.values.issuperset(text_values(data))
-            and _OPTIONAL_TEXTS.values.issuperset(optional_values(data))
-        ):
-            return False
+        together = every_text(data)
+        if together not in combinations.values:
+            if not (
+                _TENANTS.values.issuperset(tenant_values(data))
+                and _TEXTS.values.issuperset(text_values(data))
+                and _OPTIONAL_TEXTS.values.issuperset(optional_values(data))
+            ):
+                return False
+            combinations.add(together)
         for values, low, high in bounded:
             found = values(data)
             if min(found) < low or max(found) > high:

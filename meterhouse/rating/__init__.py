@@ -1,7 +1,9 @@
 """The rating step: turns usage events into priced lines in credits and USD.
 
 ``catalog`` holds what LLM calls cost (genai-prices' bundled snapshot), ``price_book``
-what the platform charges (price_book.toml), and ``rate`` combines the two for one event.
+what the platform charges (price_book.toml), and ``rate`` combines the two for one event:
+the price rules, each written once. ``rater.Rater`` is the form every writer of events
+uses: ``rate``'s results with the prices worked out once and remembered.
 """
 
 from meterhouse.rating.catalog import Catalog, CatalogModel

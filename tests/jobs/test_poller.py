@@ -227,3 +227,21 @@ def test_items_become_the_events_a_pushing_platform_would_send() -> None:
     ]:  # fmt: skip
         with pytest.raises(ItemError, match=problem):
             runs.events(bad, "poller:x")
+
+
+def test_a_run_whose_final_state_changes_is_charged_once(
+    migrated_store: Store, platform: FakePlatform
+) -> None:
+    """The platform corrects a finished run (failed, then timed_out): the poller sends a
+    second final state under a new id; job_runs_current shows the correction, and the
+    run stays charged once, as first reported."""
+    platform.put("runs", run_item(1, "failed", seconds=40), "run_id")
+    poller = make_poller(migrated_store, platform)
+    assert poller.poll_once().ok
+    charged = migrated_store.query("SELECT sum(credits) FROM usage_events").scalar()
+    platform.put("runs", run_item(1, "timed_out", seconds=40), "run_id")
+    assert poller.poll_once().ok
+    assert statuses(migrated_store) == {"run-1": "timed_out"}
+    assert counts(migrated_store)["priced_runs"] == 1
+    assert migrated_store.query("SELECT sum(credits) FROM usage_events").scalar() == charged
+    assert migrated_store.query("SELECT event_id FROM usage_events").scalar() == "run:run-1"
