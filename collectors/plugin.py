@@ -76,11 +76,13 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
             pace_bytes=settings.spool_pace_bytes,
             faults=Faults.parse(settings.test_faults),
             on_written=ingestor.written,
+            drain_warning_seconds=settings.spool_drain_warning_seconds,
         )
         ingestor.spool = spool
         ctx.on_startup.append(spool.start)
         ctx.on_shutdown.append(spool.stop)
         ctx.readiness_checks.append(spool.full_reason)
+        ctx.readiness_warnings.append(spool.drain_warning)
     return IngestRoutes(
         ingestor=ingestor,
         keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
