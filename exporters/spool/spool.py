@@ -133,6 +133,15 @@ class Spool:
         clock: Callable[[], float] = time.time,
         drain_warning_seconds: float = 30.0,
     ) -> None:
+        # Before the log: opening it may quarantine a damaged end, which is counted.
+        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
+        self.metrics = SpoolMetrics(
+            registry,
+            pending_bytes=lambda: float(self.log.pending_bytes()),
+            segments=lambda: float(self.log.segments()),
+            oldest_age=self.oldest_age_seconds,
+            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
+        )
         self.log = SegmentLog(
             directory,
             max_bytes=max_bytes,
@@ -155,19 +164,11 @@ class Spool:
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._drained = threading.Condition()
-        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
         self._isolate_until: Position | None = None  # drain one record at a time up to here
         self._permanent_tries = 0
         self._failing_since = 0.0
         self.drain_warning_seconds = drain_warning_seconds
         self._last_error = ""
-        self.metrics = SpoolMetrics(
-            registry,
-            pending_bytes=lambda: float(self.log.pending_bytes()),
-            segments=lambda: float(self.log.segments()),
-            oldest_age=self.oldest_age_seconds,
-            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
-        )
         self._oldest_ms = self._peek_created(self.log.checkpoint)
 
     # -- the request side ------------------------------------------------------------
