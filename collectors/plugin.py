@@ -29,7 +29,8 @@ from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
 from collectors.validate import Limits
 from exporters.clickhouse_writer import ClickHouseWriter
-from exporters.spool import Faults, Spool
+from exporters.spool import Faults, Spool, SpoolError
+from exporters.spool.replay import ReplayError, replay
 from meterhouse import keys
 from meterhouse.jsonable import to_jsonable
 from meterhouse.rating.rater import Rater
@@ -68,11 +69,16 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
             pace_bytes=settings.spool_pace_bytes,
             faults=Faults.parse(settings.test_faults),
             on_written=ingestor.written,
+            drain_warning_seconds=settings.spool_drain_warning_seconds,
         )
         ingestor.spool = spool
         ctx.on_startup.append(spool.start)
         ctx.on_shutdown.append(spool.stop)
         ctx.readiness_checks.append(spool.full_reason)
+        ctx.readiness_warnings.append(spool.drain_warning)
+        ctx.routes.append(
+            Route("/api/v1/spool/replay/{name}", SpoolReplay(ctx, spool).post, methods=["POST"])
+        )
     return IngestRoutes(
         ingestor=ingestor,
         keys=KeyDirectory(ctx.store, settings.ingest_key_cache_seconds),
@@ -162,3 +168,25 @@ class KeyAdmin:
         finally:
             self.directory.invalidate(key_id)
         return JSONResponse({"key": to_jsonable(key.as_dict())})
+
+
+class SpoolReplay:
+    """POST /api/v1/spool/replay/{name} (admin token): `meterhouse spool replay` while this
+    service owns the spool (exporters/spool/replay.py)."""
+
+    def __init__(self, ctx: ServiceContext, spool: Spool) -> None:
+        self.ctx = ctx
+        self.spool = spool
+
+    async def post(self, request: Request) -> Response:
+        refused = await authorize_admin(self.ctx, request, "spool")
+        if refused is not None:
+            return refused
+        name = request.path_params["name"]
+        try:
+            entry = await asyncio.to_thread(replay, self.spool.log, name)
+        except ReplayError as exc:
+            return problem(404 if "no kept record" in str(exc) else 400, "Cannot replay", str(exc))
+        except SpoolError as exc:
+            return problem(503, "Service Unavailable", f"the spool cannot take it now: {exc}")
+        return JSONResponse({"replayed": to_jsonable(entry.as_json())})

@@ -10,7 +10,8 @@ and it is refused when it
 * names a table function other than the generators in SAFE_TABLE_FUNCTIONS (``file``,
   ``url``, ``remote``, ``s3``, ``executable``, ``mysql`` ... read or write outside the
   database; ``INSERT INTO FUNCTION`` is the same), or a function that reads files;
-* has a SETTINGS clause anywhere (an inner one would lift the time or row limit);
+* has a SETTINGS clause anywhere that changes anything but how results look (an inner
+  one would lift the time or row limit; SAFE_SETTINGS are allowed);
 * names a table of another database (the engine's read-only ``system`` tables aside);
 * with ``write``, is anything but INSERT, ALTER, DELETE, UPDATE, OPTIMIZE or TRUNCATE
   (no CREATE, DROP, SYSTEM, SET, GRANT ...).
@@ -43,6 +44,11 @@ SAFE_TABLE_FUNCTIONS = frozenset(
         "null",
         "view",
     }
+)
+# Settings that change how a result looks, never what a query may spend (CLI commands
+# send join_use_nulls through the service's SQL endpoint).
+SAFE_SETTINGS = frozenset(
+    {"join_use_nulls", "aggregate_functions_null_for_empty", "cast_keep_nullable"}
 )
 _FILE_FUNCTIONS = frozenset({"file"})  # scalar functions that read host files
 # Where a function node of EXPLAIN AST is a table function (or a table engine).
@@ -92,10 +98,7 @@ def check_confined(store: Store, sql: str) -> None:
         kind, _, rest = node.partition(" ")
         name = rest.split(" (", 1)[0].strip()
         if node == "Set" or kind == "Set":
-            raise AdhocSqlError(
-                "SETTINGS clauses are not allowed in ad-hoc SQL: its limits are the "
-                "service's (MH_SQL_MAX_SECONDS, MH_SQL_MAX_ROWS)"
-            )
+            _check_settings(store, sql)
         if kind == "Function":
             table_place = parent.startswith(_TABLE_PLACES)
             if table_place and name.lower() not in SAFE_TABLE_FUNCTIONS:
@@ -115,6 +118,27 @@ def check_confined(store: Store, sql: str) -> None:
                     f"{name}: ad-hoc SQL reads only meterhouse's database {store.database!r} "
                     "(and the engine's own `system` tables)"
                 )
+
+
+def _check_settings(store: Store, sql: str) -> None:
+    """A SETTINGS clause may only change how results look (SAFE_SETTINGS), never a limit.
+
+    EXPLAIN AST does not name the settings, so every ``name =`` from the first SETTINGS
+    keyword of the normalised text to its end counts: a comparison after it counts too,
+    which can only refuse more, never let a setting through.
+    """
+    formatted = str(
+        store.query("SELECT formatQuerySingleLine({q:String})", {"q": sql}).scalar() or ""
+    )
+    start = re.search(r"\bSETTINGS\b", formatted, re.I)
+    names = set(re.findall(r"(\w+)\s*=", formatted[start.start() :])) if start else {"?"}
+    lifted = sorted(names - SAFE_SETTINGS)
+    if lifted:
+        raise AdhocSqlError(
+            f"SETTINGS {', '.join(lifted)} not allowed in ad-hoc SQL: its limits are the "
+            f"service's (MH_SQL_MAX_SECONDS, MH_SQL_MAX_ROWS); allowed: "
+            f"{', '.join(sorted(SAFE_SETTINGS))}"
+        )
 
 
 def run_adhoc(store: Store, sql: str, *, write: bool = False, limits: AdhocLimits) -> QueryResult:

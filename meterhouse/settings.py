@@ -230,6 +230,12 @@ class Settings(BaseSettings):
         "events become visible within about a second, at some cost in peak throughput. "
         "0: never wait (docs/durability.md).",
     )
+    spool_drain_warning_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="After the spool's drain has failed this long, /readyz adds a warning "
+        "(`spool drain failing for N s: <error>`); it stays 200 while the spool takes batches.",
+    )
     test_faults: str = Field(
         default="",
         description="Tests only: fault injection in the spool's drainer, e.g. "

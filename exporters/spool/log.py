@@ -405,6 +405,7 @@ class SegmentLog:
         quarantine cannot be written: the drain then stops there and retries)."""
         position = self._normalized(start)
         read = 0
+        yielded = False
         while read < max_bytes:
             durable = self._durable
             if position >= durable:
@@ -417,10 +418,16 @@ class SegmentLog:
                     handle.seek(position.offset)
                     record = _read_record(handle, position, limit)
                     if record is None:
-                        position = self._skip_damage(handle, position, limit)
+                        try:
+                            position = self._skip_damage(handle, position, limit)
+                        except SpoolError:
+                            if yielded:
+                                return  # drain what came before; the next read raises
+                            raise
                         continue
                     read += len(record.payload)
                     position = record.end
+                    yielded = True
                     yield record
             if read >= max_bytes:
                 return
@@ -596,7 +603,16 @@ class SegmentLog:
             offset=cut,
             bytes=len(tail),
         )
-        self.keep_damaged(Position(self._active, cut), tail, "torn or damaged end of the log")
+        try:
+            self.keep_damaged(Position(self._active, cut), tail, "torn or damaged end of the log")
+        except SpoolError as exc:
+            # No room to keep it (a full disk): leave it where it is and append to a new
+            # segment; the drain quarantines it once it can (read() does).
+            log.error("spool: the damaged end stays in its segment for now", error=str(exc))
+            self._active += 1
+            self._sizes[self._active] = 0
+            self._create(self._active)
+            return
         with open(path, "r+b") as handle:
             handle.truncate(cut)
             handle.flush()

@@ -139,7 +139,17 @@ class Spool:
         faults: Faults | None = None,
         on_written: Callable[[WriteResult], None] | None = None,
         clock: Callable[[], float] = time.time,
+        drain_warning_seconds: float = 30.0,
     ) -> None:
+        # Before the log: opening it may quarantine a damaged end, which is counted.
+        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
+        self.metrics = SpoolMetrics(
+            registry,
+            pending_bytes=lambda: float(self.log.pending_bytes()),
+            segments=lambda: float(self.log.segments()),
+            oldest_age=self.oldest_age_seconds,
+            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
+        )
         self.log = SegmentLog(
             directory,
             max_bytes=max_bytes,
@@ -166,17 +176,12 @@ class Spool:
         self.inflight = InflightFile(directory)
         self._attempt: Inflight | None = None  # the batch the last write attempt was for
         self._released = 0.0
-        self.dead_letters = KeptFolder(directory, DEAD_LETTER)
         self._isolate_until: Position | None = None  # drain one record at a time up to here
         self._narrowing = False  # the next attempt is a new, smaller batch, not a retry
         self._permanent_tries = 0
-        self.metrics = SpoolMetrics(
-            registry,
-            pending_bytes=lambda: float(self.log.pending_bytes()),
-            segments=lambda: float(self.log.segments()),
-            oldest_age=self.oldest_age_seconds,
-            kept=lambda: float(self.log.quarantine.count() + self.dead_letters.count()),
-        )
+        self._failing_since = 0.0
+        self.drain_warning_seconds = drain_warning_seconds
+        self._last_error = ""
         self._oldest_ms = self._peek_created(self.log.checkpoint)
 
     # -- the request side ------------------------------------------------------------
@@ -244,6 +249,19 @@ class Spool:
             )
         self._refused_full = False
         return None
+
+    def drain_warning(self) -> str | None:
+        """For /readyz (a warning, not a refusal: the spool takes batches meanwhile): the
+        drain has failed for a while, so acknowledged events are not reaching ClickHouse."""
+        if not self._failing or not self._failing_since:
+            return None
+        failing_for = time.monotonic() - self._failing_since
+        if failing_for < self.drain_warning_seconds:
+            return None
+        return (
+            f"spool drain failing for {failing_for:.0f} s ({self.log.pending_bytes()} bytes "
+            f"wait): {self._last_error}"
+        )
 
     def oldest_age_seconds(self) -> float:
         oldest = self._oldest_ms
@@ -417,6 +435,9 @@ class Spool:
         rows themselves is narrowed to the record that causes it, which goes to the
         dead-letter folder (with the reason), so the records after it drain on."""
         permanent = result.code in PERMANENT_CODES
+        if not self._failing:
+            self._failing_since = time.monotonic()
+        self._last_error = result.error[:300]
         log.warning(
             "spool drain failed; retrying",
             error=result.error,
@@ -490,8 +511,9 @@ class Spool:
             return None
 
     def _peek_created(self, position: Position) -> int | None:
-        head = self.log.peek(position, codec.CREATED.size)
-        return codec.created_ms(head) if head is not None else None
+        head = self.log.peek(position, codec.CREATED.size + 1)
+        # A damaged record's "time" would make the age gauge (and its alerts) nonsense.
+        return codec.created_ms(head) if head is not None and codec.plausible_head(head) else None
 
 
 def _spool_id(directory: Path) -> str:

@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import requests
 
 from exporters.spool import codec
-from exporters.spool.log import HEADER, SegmentLog, SpoolError
-from exporters.spool.quarantine import DEAD_LETTER, QUARANTINE, Kept, KeptFolder
+from exporters.spool.log import SegmentLog, SpoolError
+from exporters.spool.quarantine import Kept
+from exporters.spool.replay import ReplayError, find, folders, payload_of, replay
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.jsonable import to_jsonable
 from meterhouse.settings import Settings, default_data_dir
-from meterhouse.store.chdb_backend import chdb_path
+from meterhouse.store.chdb_backend import chdb_path, read_owner
 
 LIST_COLUMNS = ("kind", "name", "bytes", "reason", "kept_at")
 SAMPLE_ROWS = 3
@@ -38,32 +40,6 @@ def spool_dir(settings: Settings) -> Path:
         "with a ClickHouse server the spool is under "
         f"{default_data_dir() / 'spool'}/<host>-<port>-<database>: pass it as MH_SPOOL_DIR"
     )
-
-
-def folders(directory: Path) -> list[KeptFolder]:
-    return [KeptFolder(directory, QUARANTINE), KeptFolder(directory, DEAD_LETTER)]
-
-
-def find(directory: Path, name: str) -> Kept:
-    for folder in folders(directory):
-        found = folder.find(name)
-        if found is not None:
-            return found
-    raise click.ClickException(
-        f"no kept record {name!r} in {directory}; see `meterhouse spool list`"
-    )
-
-
-def payload_of(entry: Kept) -> bytes:
-    """The record's payload: dead letters and records that did not decode are kept as the
-    payload; damaged records (checksum, torn end) as the bytes found, header first."""
-    data = entry.path.read_bytes()
-    if entry.kind == QUARANTINE and not entry.reason.startswith("cannot be decoded"):
-        length, _ = HEADER.unpack_from(data) if len(data) >= HEADER.size else (0, 0)
-        if 0 < length <= len(data) - HEADER.size:
-            return data[HEADER.size : HEADER.size + length]
-        return data[HEADER.size :]
-    return data
 
 
 def describe(entry: Kept) -> dict[str, Any]:
@@ -122,7 +98,10 @@ def list_cmd(cli: CliContext, fmt: str) -> None:
 @pass_cli
 def inspect_cmd(cli: CliContext, name: str) -> None:
     """Show one kept record as JSON: where it was, why, and what it holds if it decodes."""
-    entry = find(spool_dir(cli.settings), name)
+    try:
+        entry = find(spool_dir(cli.settings), name)
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(describe(entry), indent=2, default=str))
 
 
@@ -132,26 +111,45 @@ def inspect_cmd(cli: CliContext, name: str) -> None:
 def replay_cmd(cli: CliContext, name: str) -> None:
     """Put a kept record back into the spool; the drain writes it (duplicates skipped).
 
-    The spool is owned by `meterhouse run` while it runs: stop it first (its spool is
-    replayed at the next start). A record that does not decode cannot be replayed.
+    While `meterhouse run` owns the spool, the record goes back through it (its admin
+    token from the owner file or MH_ADMIN_TOKEN). A record that does not decode cannot be
+    replayed.
     """
     directory = spool_dir(cli.settings)
-    entry = find(directory, name)
-    payload = payload_of(entry)
-    try:
-        codec.decode(payload)
-    except Exception as exc:  # damaged beyond use: keep it, say why
-        raise click.ClickException(
-            f"{name} does not decode ({type(exc).__name__}: {exc}); it stays where it is"
-        ) from exc
     try:
         log = SegmentLog(directory, max_bytes=1 << 62, segment_bytes=64 * 1024 * 1024)
-    except SpoolError as exc:
-        raise click.ClickException(f"{exc}; stop `meterhouse run`, then replay") from exc
+    except SpoolError:
+        _replay_through_service(cli.settings, name)
+        return
     try:
-        written = log.write(payload)
-        log.sync(written.end, generation=written.generation)
+        replay(log, name)
+    except (ReplayError, SpoolError) as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
         log.close()
-    KeptFolder(directory, entry.kind).remove(entry)
     click.echo(f"{name} is back in the spool {directory}; `meterhouse run` drains it")
+
+
+def _replay_through_service(settings: Settings, name: str) -> None:
+    owner = (
+        read_owner(chdb_path(settings.clickhouse_url))
+        if settings.clickhouse_url.startswith("chdb://")
+        else {}
+    )
+    url = settings.service_url or str(owner.get("service_url", ""))
+    token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
+    if not url or not token:
+        raise click.ClickException(
+            "the spool is owned by a running `meterhouse run`: set MH_SERVICE_URL and "
+            "MH_ADMIN_TOKEN to replay through it, or stop it first"
+        )
+    answer = requests.post(
+        f"{url.rstrip('/')}/api/v1/spool/replay/{name}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    if answer.status_code != 200:
+        raise click.ClickException(
+            f"{url} refused the replay ({answer.status_code}): {answer.text}"
+        )
+    click.echo(f"{name} is back in the spool of {url}; it drains now")

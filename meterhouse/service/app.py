@@ -37,6 +37,8 @@ class ServiceContext:
     registry: CollectorRegistry
     admin_token: str
     readiness_checks: list[ReadinessCheck] = field(default_factory=list)
+    # Reported by /readyz without making it 503 (the service still takes requests).
+    readiness_warnings: list[ReadinessCheck] = field(default_factory=list)
     routes: list[BaseRoute] = field(default_factory=list)
     # Background work (writers, schedulers) starts with the server and stops before it ends.
     on_startup: list[Callable[[], None]] = field(default_factory=list)
@@ -101,9 +103,12 @@ def create_app(ctx: ServiceContext) -> Starlette:
         except StoreError as exc:
             reasons.append(f"store: {exc}")
         reasons.extend(reason for check in ctx.readiness_checks if (reason := check()))
+        warnings = [warning for check in ctx.readiness_warnings if (warning := check())]
+        extra = {"warnings": warnings} if warnings else {}
         if reasons:
-            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            body = {"status": "not ready", "reasons": reasons, **extra}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ready", **extra})
 
     async def metrics(request: Request) -> Response:
         from meterhouse.service.auth import metrics_scope

@@ -12,8 +12,10 @@ import pyarrow as pa
 from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter
-from exporters.spool import Spool
+from exporters.spool import Spool, codec
+from exporters.spool.quarantine import DEAD_LETTER, KeptFolder
 from meterhouse.store.base import Store
+from tests.durability.service import Service
 from tests.durability.test_spool import rows
 from tests.support.cli import meterhouse
 
@@ -74,3 +76,27 @@ def test_a_record_refused_for_good_goes_to_the_dead_letters_and_replays(
 
 def kept_count(directory: Path) -> int:
     return len(list((directory / "dead-letter").glob("*.json")))
+
+
+def test_replay_through_the_running_service(migrated_store: Store, tmp_path: Path) -> None:
+    """While `meterhouse run` owns the spool, `meterhouse spool replay` goes through it."""
+    directory = tmp_path / "spool"
+    payload = codec.encode(rows(migrated_store, "replayed-live"), 1, 1_800_000_000_000)
+    kept = KeptFolder(directory, DEAD_LETTER).keep(1, 0, payload, "ClickHouse error 60: test")
+    (tmp_path / "service").mkdir()
+    service = Service(tmp_path / "service", env={"MH_SPOOL_DIR": str(directory)})
+    try:
+        service.start()
+        env = {"MH_SPOOL_DIR": str(directory)}  # the CLI with the service's settings
+        listed = meterhouse(service.data_dir, "spool", "list", "--format", "json", **env)
+        assert [e["name"] for e in json.loads(listed.stdout)] == [kept.name]
+        replayed = meterhouse(service.data_dir, "spool", "replay", kept.name, **env)
+        assert replayed.returncode == 0, replayed.stderr
+        assert "back in the spool of http" in replayed.stdout
+        service.wait_drained()
+        found = service.sql("SELECT event_id FROM usage_events WHERE source = 'spool.test'")
+        assert ["replayed-live"] in found
+        unknown = meterhouse(service.data_dir, "spool", "replay", "nope", **env)
+        assert unknown.returncode == 1 and "no kept record" in unknown.stderr
+    finally:
+        service.stop()

@@ -16,7 +16,7 @@ import requests
 from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter
-from exporters.spool import Spool, SpoolError
+from exporters.spool import SegmentLog, Spool, SpoolError
 from meterhouse.store.base import Store
 from tests.durability.service import Service, batch, charged_events
 from tests.durability.test_spool import rows
@@ -181,3 +181,37 @@ def partial_writes_in_process(store: Store, directory: Path) -> None:
 
 def test_partial_writes_are_undone(migrated_store: Store, tmp_path: Path) -> None:
     partial_writes_in_process(migrated_store, tmp_path)
+
+
+def test_a_damaged_end_found_on_a_full_disk_is_kept_once_there_is_room(tmp_path: Path) -> None:
+    """At start on a full disk the torn end cannot be copied to the quarantine: it stays in
+    its segment (appends go to a new one), the records before it drain, and it is
+    quarantined as soon as the disk has room; nothing is cut off unseen."""
+    directory = tmp_path / "spool"
+    log = SegmentLog(directory, max_bytes=1 << 30, segment_bytes=1 << 26)
+    payloads = [os.urandom(5000) for _ in range(5)]
+    for payload in payloads:
+        log.sync(log.append(payload))
+    log.close()
+    segment = directory / "00000000000000000001.seg"
+    segment.write_bytes(segment.read_bytes()[:-100])  # the last record torn
+
+    def no_space(fd: int, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(os, "write", no_space)  # the quarantine's copy fails
+    try:
+        reopened = SegmentLog(directory, max_bytes=1 << 30, segment_bytes=1 << 26)
+        start = reopened.checkpoint
+        first = list(reopened.read(start, 1 << 30))
+        assert [r.payload for r in first] == payloads[:4]
+        with pytest.raises(SpoolError, match="cannot be quarantined"):
+            list(reopened.read(first[-1].end, 1 << 30))
+    finally:
+        monkey.undo()
+    assert [r.payload for r in reopened.read(start, 1 << 30)] == payloads[:4]
+    assert reopened.quarantine.count() == 1
+    reopened.sync(reopened.append(b"after"))
+    assert [r.payload for r in reopened.read(first[-1].end, 1 << 30)] == [b"after"]
+    reopened.close()

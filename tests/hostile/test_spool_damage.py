@@ -103,3 +103,27 @@ def test_damage_while_running_is_quarantined_and_the_drain_goes_on(
     assert reasons[0].startswith("cannot be decoded"), reasons
     assert reasons[1] == "checksum or length mismatch", reasons
     assert registry.get_sample_value("meterhouse_spool_quarantined_records_total") == 2
+
+
+def test_a_damaged_last_record_is_kept_and_counted_at_start(
+    migrated_store: Store, tmp_path: Path
+) -> None:
+    first = Spool(
+        tmp_path, ClickHouseWriter(migrated_store), CollectorRegistry(), max_bytes=1 << 26
+    )
+    first.append(rows(migrated_store, "t1"), 1)
+    first.append(rows(migrated_store, "t2"), 1)
+    first.stop(timeout=0)
+    segment = tmp_path / "00000000000000000001.seg"
+    flip(segment, [segment.stat().st_size - 3])
+    registry = CollectorRegistry()
+    second = Spool(tmp_path, ClickHouseWriter(migrated_store), registry, max_bytes=1 << 26)
+    assert registry.get_sample_value("meterhouse_spool_quarantined_records_total") == 1
+    assert second.log.quarantine.entries()[0].reason == "torn or damaged end of the log"
+    second.start()
+    try:
+        assert second.wait_drained(60)
+    finally:
+        second.stop()
+    found = {str(v) for (v,) in migrated_store.query("SELECT event_id FROM usage_events").rows}
+    assert found == {"t1"}

@@ -109,6 +109,10 @@ def test_no_setting_lifts_a_limit(service: Service) -> None:
     assert sql(service, "SELECT count() FROM accounts").status_code == 200
     assert sql(service, "SELECT sum(number) FROM numbers(10)").json()["rows"] == [[45]]
     assert sql(service, "SELECT name FROM system.tables LIMIT 1").status_code == 200
+    # A setting that only shapes results stays allowed (CLI commands send it).
+    assert sql(service, "SELECT 1 SETTINGS join_use_nulls = 1").status_code == 200
+    hidden = "SELECT * FROM (SELECT 1 SETTINGS join_use_nulls = 1, max_execution_time = 99)"
+    assert sql(service, hidden).status_code == 400
 
 
 @pytest.mark.parametrize("backend", ["chdb", "server"])
