@@ -10,6 +10,7 @@ import click
 from billing_sync.demo import billing_source_note, seed_billing
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import render_dicts
+from meterhouse.demo.anchor import demo_end, remember_end
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import run_demo
 from meterhouse.errors import MeterhouseError
@@ -58,9 +59,10 @@ def demo(
     Five accounts on different plans and time zones, their teams, projects and users;
     model calls over several LLMs (one the catalog does not know, so unpriced events show);
     runs of scheduler, asset, webhook and notification jobs, some failing with logs, some
-    running, one stuck. Running it again adds nothing twice: events are idempotent.
+    running, one stuck. Running it again adds nothing twice: without --end it generates up
+    to the end of the first run (same seed and size), and stored events are never stored
+    again.
     """
-    end = datetime.fromisoformat(end_text).astimezone(UTC) if end_text else datetime.now(UTC)
     began = time.monotonic()
     with cli.open_store() as store:
         try:
@@ -68,6 +70,14 @@ def demo(
                 store,
                 topology=Topology(cli.settings.clickhouse_cluster),
                 job_log_ttl_days=cli.settings.job_log_ttl_days,
+            )
+            earlier = None if end_text else demo_end(store, seed=seed, days=days, scale=scale)
+            if earlier is not None:
+                click.echo(f"the demo ran before: generating up to its end, {earlier}", err=True)
+            end = (
+                datetime.fromisoformat(end_text).astimezone(UTC)
+                if end_text
+                else earlier or datetime.now(UTC)
             )
             synced = sync_model_prices(store, actor=cli.actor)  # the Models dashboard's prices
             click.echo(f"model prices: {synced.count('added')} rows added", err=True)
@@ -86,6 +96,7 @@ def demo(
             overview = account_overview(store, end)
             credits = credits_overview(store, end)
             billing = seed_billing(store, data, cli.actor, settings=cli.settings)
+            remember_end(store, end, seed=seed, days=days, scale=scale)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
     written = ", ".join(f"{table} {count}" for table, count in sorted(summary.rows.items()))
