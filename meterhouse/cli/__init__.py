@@ -11,6 +11,7 @@ from meterhouse.cli.dashboards import dashboards
 from meterhouse.cli.demo import demo
 from meterhouse.cli.jobs import events, jobs
 from meterhouse.cli.keys import keys
+from meterhouse.cli.notify import notify
 from meterhouse.cli.prices import models, prices, reprice
 from meterhouse.cli.run import run
 from meterhouse.cli.store import migrate, settings_cmd, sql
@@ -55,6 +56,7 @@ for command in (
     models,
     reprice,
     billing,
+    notify,
 ):
     cli.add_command(command)
 
