@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from meterhouse.access.roles import MANAGE_ROLES
-from meterhouse.access.users import list_bindings, require_user
+from meterhouse.access.users import AccessError, list_bindings, require_user
 from meterhouse.notify.errors import NotifyError
 from meterhouse.notify.sealing import seal
 from meterhouse.store.base import Store
@@ -100,7 +100,10 @@ def authorize(store: Store, account_id: str, actor: str, acting_user: str | None
         return actor
     if account_id == OPERATORS:
         raise NotifyError("operators' channels are managed by operators, not account users")
-    require_user(store, account_id, acting_user)
+    try:
+        require_user(store, account_id, acting_user)
+    except AccessError as exc:
+        raise NotifyError(str(exc)) from exc
     if not any(
         b.scope == "account" and b.role in MANAGE_ROLES
         for b in list_bindings(store, account_id, acting_user)
