@@ -258,8 +258,7 @@ class Settings(BaseSettings):
     alerts_push_interval_seconds: int = Field(
         default=60,
         ge=1,
-        description="Seconds between two evaluations of the per-job alerts pushed to "
-        "Alertmanager.",
+        description="Seconds between two evaluations of the per-job alerts pushed to Alertmanager.",
     )
     operator_email: str = Field(
         default="",

@@ -82,10 +82,13 @@ TABLE_ACTIONS: Final = {
     "audit_log": "users",
     "stripe_customers": "billing",
     "reconciliation_issues": "billing",
+    "notifications": "users",
 }
 # Tables with an account_id column that no tenant reads in SQL, ever: key hashes, the
-# bindings themselves, the operator's price overrides.
-PRIVATE_TABLES: Final = frozenset({"api_keys", "role_bindings", "price_book"})
+# bindings themselves, the operator's price overrides, sealed notification secrets.
+PRIVATE_TABLES: Final = frozenset(
+    {"api_keys", "role_bindings", "price_book", "notification_channels"}
+)
 
 # Management actions, enforced when a user acts through `meterhouse users ... --as USER`.
 MANAGE_ROLES: Final = frozenset({"owner", "admin"})

@@ -44,8 +44,8 @@ def posts(stack: Stack, path: str, alert: str, status: str = "") -> list[Receive
     ]
 
 
-def mails(stack: Stack, address: str, words: str) -> list[Any]:
-    return [m for m in stack.mailbox.to(address) if words in str(m["Subject"])]
+def mails(stack: Stack, address: str, *words: str) -> list[Any]:
+    return [m for m in stack.mailbox.to(address) if all(w in str(m["Subject"]) for w in words)]
 
 
 @pytest.mark.prometheus
@@ -85,7 +85,9 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
     assert "acme" in body["summary"] and "project budget" in body["summary"]
 
     mail = wait_until(
-        lambda: mails(stack, "alerts@acme.example", "FIRING warning"), 60, "acme's e-mail"
+        lambda: mails(stack, "alerts@acme.example", "FIRING warning", "project budget"),
+        60,
+        "acme's e-mail",
     )[0]
     assert "account acme" in str(mail["Subject"])
     text = mail.get_content()
@@ -119,7 +121,7 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
     wait_until(
         lambda: posts(stack, "/globex", "MeterhouseBudget50PercentUsed"), 240, "globex webhook"
     )
-    wait_until(lambda: mails(stack, "ops@globex.example", "globex"), 60, "globex's e-mail")
+    wait_until(lambda: mails(stack, "ops@globex.example", "account budget"), 60, "globex's e-mail")
 
     # Resolving: the budget raised far above the usage sends the resolved notice.
     stack.sql(
@@ -132,7 +134,11 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
     )[0]
     assert signature_ok(secret, resolved)
     assert resolved.json()["type"] == "alert.resolved"
-    wait_until(lambda: mails(stack, "alerts@acme.example", "RESOLVED"), 60, "resolved e-mail")
+    wait_until(
+        lambda: mails(stack, "alerts@acme.example", "RESOLVED", "project budget"),
+        60,
+        "resolved e-mail",
+    )
 
     # No notification for one account reached another's channel.
     for path, account in (("/acme", "acme"), ("/acme-flaky", "acme"), ("/globex", "globex")):
