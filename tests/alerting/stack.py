@@ -104,12 +104,13 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Receivers of the channels: records every POST; paths in ``failures`` answer 500
-    that many times first."""
+    """Receivers of the channels: records every POST; a path in ``failures`` answers 500
+    to the first that many attempts of each delivery (by its Meterhouse-Delivery-Id)."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def at(self, path: str) -> list[Received]:
@@ -125,11 +126,11 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
+            key = (self.path, self.headers.get("Meterhouse-Delivery-Id", ""))
             with hooks.lock:
                 hooks.received.append(Received(self.path, dict(self.headers.items()), body))
-                failing = hooks.failures.get(self.path, 0)
-                if failing:
-                    hooks.failures[self.path] = failing - 1
+                hooks.attempts[key] = hooks.attempts.get(key, 0) + 1
+                failing = hooks.attempts[key] <= hooks.failures.get(self.path, 0)
             self.send_response(500 if failing else 200)
             self.end_headers()
 
@@ -280,6 +281,7 @@ def alerting_stack(root: Path) -> Iterator[Stack]:
     data_dir.mkdir()
     with ExitStack() as stack:
         hooks = stack.enter_context(webhook_receiver())
+        hooks.failures["/acme-flaky"] = 2  # every delivery to it fails twice first
         mailbox = stack.enter_context(smtp_server())
         am_port, prom_port = free_port(), free_port()
         am_url = f"http://127.0.0.1:{am_port}"

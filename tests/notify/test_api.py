@@ -101,6 +101,15 @@ def test_each_alert_reaches_its_accounts_channels_signed(
     assert log(world, acme.channel_id) == [(1, "sent", 200)]
     del operators
 
+    # Alertmanager re-sending the same alert state (a group update) sends nothing again;
+    # the resolved notice is a new delivery.
+    again = post(service, HOOK, notification(alert("acme")), ALERTS_TOKEN)
+    assert again.json() == {"alerts": 1, "deliveries": 0}
+    resolved = post(service, HOOK, notification(alert("acme", status="resolved")), ALERTS_TOKEN)
+    assert resolved.json() == {"alerts": 1, "deliveries": 1}
+    wait_until(lambda: len(hooks.at("/acme")) == 2, 10, "the resolved notice")
+    assert hooks.at("/acme")[1].json()["type"] == "alert.resolved"
+
 
 def test_a_failing_channel_is_retried_then_given_up_and_shown_dead(
     service: App, world: Store, hooks: WebhookReceiver
