@@ -24,6 +24,7 @@ def test_help_teaches_the_commands(tmp_path: Path) -> None:
 
 def test_add_test_list_log_and_remove_a_channel(tmp_path: Path, hooks: WebhookReceiver) -> None:
     data = tmp_path / "store"
+    assert meterhouse(data, "migrate").returncode == 0
     assert meterhouse(data, "accounts", "create", "acme").returncode == 0
     added = meterhouse(
         data,
@@ -73,6 +74,7 @@ def test_add_test_list_log_and_remove_a_channel(tmp_path: Path, hooks: WebhookRe
 
 def test_errors_say_what_to_do(tmp_path: Path) -> None:
     data = tmp_path / "store"
+    assert meterhouse(data, "migrate").returncode == 0
     assert meterhouse(data, "accounts", "create", "acme").returncode == 0
     no_key = meterhouse(
         data,
