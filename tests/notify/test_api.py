@@ -15,10 +15,13 @@ import pytest
 
 from meterhouse import keys
 from meterhouse.notify import channels as ch
+from meterhouse.notify.deliveries import Delivery, Dispatcher, record
+from meterhouse.notify.messages import Alert
+from meterhouse.notify.senders import Outcome
 from meterhouse.notify.signing import verify
 from meterhouse.store.base import Store
 from tests.alerting.stack import WebhookReceiver, wait_until
-from tests.notify.conftest import ADMIN_TOKEN, ALERTS_TOKEN, SECRET_KEY, App
+from tests.notify.conftest import ADMIN_TOKEN, ALERTS_TOKEN, SECRET_KEY, App, settings
 from tests.support.asgi import Answer, call
 
 HOOK = "/api/v1/alerts/webhook"
@@ -208,3 +211,21 @@ def test_operators_channels_need_an_admin(service: App, world: Store) -> None:
     assert (
         call(service.app, "GET", path, headers={"Authorization": f"Bearer {owner}"}).status == 403
     )
+
+
+def test_retries_waiting_at_a_restart_are_resumed(world: Store, hooks: WebhookReceiver) -> None:
+    channel, secret = webhook_channel(world, hooks, "acme", "/resumed")
+    delivery = Delivery(channel, Alert.from_json(alert()))
+    # What a service that stopped between two attempts left behind.
+    record(world, delivery, Outcome(False, 503, "unavailable"), "retrying")
+    dispatcher = Dispatcher(world, settings())
+    dispatcher.start()
+    try:
+        assert dispatcher.resume() == 1
+        got = wait_until(lambda: hooks.at("/resumed"), 10, "the resumed delivery")[0]
+    finally:
+        dispatcher.stop()
+    assert got.headers["Meterhouse-Delivery-Id"] == delivery.id
+    assert verify(secret, got.headers["Meterhouse-Signature"], got.body)
+    wait_until(lambda: len(log(world, channel.channel_id)) == 2, 5, "the second attempt")
+    assert log(world, channel.channel_id) == [(1, "retrying", 503), (2, "sent", 200)]
