@@ -147,11 +147,17 @@ class Dispatcher:
     """Sends deliveries in the background, retrying failures with backoff."""
 
     def __init__(
-        self, store: Store, settings: Settings, clock: Callable[[], float] = time.monotonic
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        # Told (channel type, outcome) after each attempt: the service counts them.
+        self.on_attempt = on_attempt
         self._queue: list[_Due] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -200,6 +206,8 @@ class Dispatcher:
         except Exception:  # a bad delivery must not kill the sender threads
             log.exception("notification attempt crashed", delivery=delivery.id)
             return
+        if self.on_attempt is not None:
+            self.on_attempt(delivery.channel.type, final)
         if final == "retrying":
             retry = Delivery(delivery.channel, delivery.alert, delivery.attempt + 1)
             self.submit([retry], backoff(self.settings, delivery.attempt))

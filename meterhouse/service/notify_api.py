@@ -22,6 +22,7 @@ import hmac
 import threading
 from typing import Any, Final
 
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -223,7 +224,21 @@ def routes(ctx: ServiceContext, dispatcher: Dispatcher) -> list[BaseRoute]:
 
 def install_notify(ctx: ServiceContext) -> None:
     """Service hook: the receiver and channel routes, the dispatcher, the job-alert pusher."""
-    dispatcher = Dispatcher(ctx.store, ctx.settings)
+    attempts = Counter(
+        "meterhouse_notification_attempts",
+        "Delivery attempts of alert notifications to channels, by channel type and outcome "
+        "(sent, retrying, dead = given up, failed = a test send).",
+        ["channel_type", "outcome"],
+        registry=ctx.registry,
+    )
+    for kind in ch.TYPES:  # every series exists from the start, so rules see it rise
+        for outcome in ("sent", "retrying", "dead"):
+            attempts.labels(kind, outcome)
+    dispatcher = Dispatcher(
+        ctx.store,
+        ctx.settings,
+        on_attempt=lambda kind, outcome: attempts.labels(kind, outcome).inc(),
+    )
     ctx.routes.extend(routes(ctx, dispatcher))
 
     def start() -> None:

@@ -140,6 +140,14 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
         "resolved e-mail",
     )
 
+    # Operators see the attempts in Prometheus (the retries of the flaky channel among them).
+    retried = 'meterhouse_notification_attempts_total{channel_type="webhook", outcome="retrying"}'
+    wait_until(
+        lambda: float(stack.query(retried)["data"]["result"][0]["value"][1]) >= 2,
+        40,
+        "the retries counted on /metrics",
+    )
+
     # No notification for one account reached another's channel.
     for path, account in (("/acme", "acme"), ("/acme-flaky", "acme"), ("/globex", "globex")):
         assert {r.json()["account"] for r in stack.hooks.at(path)} == {account}, path

@@ -118,6 +118,7 @@ ALWAYS_EXPORTED = (
     "meterhouse_ledger_metrics_refresh_ok",
     "meterhouse_ledger_metrics_refreshed_timestamp_seconds",
     "meterhouse_account_balance_credits",
+    "meterhouse_notification_attempts_total",
 )
 
 
