@@ -229,3 +229,22 @@ def test_retries_waiting_at_a_restart_are_resumed(world: Store, hooks: WebhookRe
     assert verify(secret, got.headers["Meterhouse-Signature"], got.body)
     wait_until(lambda: len(log(world, channel.channel_id)) == 2, 5, "the second attempt")
     assert log(world, channel.channel_id) == [(1, "retrying", 503), (2, "sent", 200)]
+
+
+def test_slack_compatible_channels_get_text_and_grafana_posts_are_understood(
+    service: App, world: Store, hooks: WebhookReceiver
+) -> None:
+    channel, _ = ch.add_channel(
+        world, "acme", "slack", hooks.url + "/slack", secret_key=SECRET_KEY, actor="test"
+    )
+    assert hooks.url not in channel.target, "the Slack URL is a secret"
+    # Grafana's webhook contact point posts version 1 with the same alerts.
+    grafana = json.loads(notification(alert()))
+    grafana["version"] = "1"
+    answer = post(service, HOOK, json.dumps(grafana).encode(), ALERTS_TOKEN)
+    assert answer.json() == {"alerts": 1, "deliveries": 1}
+    got = wait_until(lambda: hooks.at("/slack"), 10, "the Slack post")[0]
+    text = got.json()["text"]
+    assert set(got.json()) == {"text"}
+    assert text.startswith("*[meterhouse FIRING warning] account acme: ")
+    assert "Account: acme" in text and "var-account=acme" in text
