@@ -2,40 +2,26 @@
 
 Which job of which account failed, or is stuck, does not belong in Prometheus (job ids
 would make its series unbounded), so `meterhouse run` evaluates these two alerts on the
-store every MH_ALERTS_PUSH_INTERVAL_SECONDS and posts them to Alertmanager's v2 API (the
-way Prometheus itself does). From there on they are ordinary alerts: Alertmanager
-groups, silences, inhibits and routes them to the meterhouse receiver like the rest.
+store and pushes them to Alertmanager (pusher.py).
 
 * ``MeterhouseJobRunFailed`` (warning): the job had runs that failed or timed out in the
   last hour; labels account, job, kind.
 * ``MeterhouseJobRunStuck`` (warning): a run of the job is running far longer than the job
   usually takes (meterhouse/jobs/stuck.py); labels account, job, kind, run.
 
-Each push gives the alerts an end three intervals ahead, so an alert that stops being
-pushed resolves by itself even if meterhouse stops; one that clears is resolved at once
-by a push with its end set to now. At most :data:`MAX_ALERTS` of each are pushed.
+At most :data:`MAX_ALERTS` of each are pushed.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-import requests
-
-from meterhouse.errors import MeterhouseError
 from meterhouse.jobs.stuck import StuckPolicy, find_stuck_runs
-from meterhouse.logs import get_logger
-from meterhouse.settings import Settings
+from meterhouse.notify.pusher import RUNBOOK, PushedAlert
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
-
-log = get_logger(__name__)
 
 MAX_ALERTS: Final = 200
-RUNBOOK: Final = "docs/alerts.md#"
 _FAILED = """
 SELECT account_id, job_id, any(kind) AS kind, count() AS failed,
        argMax(error_message, finished_at) AS last_error
@@ -45,16 +31,6 @@ GROUP BY account_id, job_id
 ORDER BY failed DESC, account_id, job_id
 LIMIT {n:UInt32}
 """
-
-
-@dataclass(frozen=True)
-class PushedAlert:
-    labels: dict[str, str]
-    annotations: dict[str, str]
-
-    @property
-    def key(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted(self.labels.items()))
 
 
 def failed_job_alerts(store: Store, now: datetime) -> list[PushedAlert]:
@@ -112,54 +88,3 @@ def stuck_job_alerts(store: Store, policy: StuckPolicy, now: datetime) -> list[P
             )
         )
     return alerts
-
-
-def _wire(alert: PushedAlert, ends: datetime, generator: str) -> dict[str, Any]:
-    return {
-        "labels": alert.labels,
-        "annotations": alert.annotations,
-        "endsAt": ends.isoformat().replace("+00:00", "Z"),
-        "generatorURL": generator,
-    }
-
-
-class JobAlertPusher:
-    """Evaluates the per-job alerts and posts them to Alertmanager; one push at a time."""
-
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.store = store
-        self.url = settings.alertmanager_url.rstrip("/") + "/api/v2/alerts"
-        self.interval = settings.alerts_push_interval_seconds
-        self.policy = StuckPolicy.from_settings(settings)
-        self.generator = settings.grafana_url.rstrip("/") + "/d/meterhouse-jobs"
-        self._active: dict[tuple[tuple[str, str], ...], PushedAlert] = {}
-        self._lock = threading.Lock()
-
-    def evaluate(self, now: datetime) -> list[PushedAlert]:
-        return failed_job_alerts(self.store, now) + stuck_job_alerts(self.store, self.policy, now)
-
-    def push_once(self) -> int:
-        """Push the firing alerts (and resolve the cleared ones); the number firing."""
-        with self._lock:
-            now = now_utc()
-            try:
-                firing = {a.key: a for a in self.evaluate(now)}
-            except MeterhouseError as exc:
-                log.warning("job alerts not evaluated", error=str(exc))
-                return -1
-            ends = now + timedelta(seconds=3 * self.interval)
-            body = [_wire(a, ends, self.generator) for a in firing.values()]
-            body += [
-                _wire(a, now, self.generator)
-                for key, a in self._active.items()
-                if key not in firing
-            ]
-            if body:
-                try:
-                    answer = requests.post(self.url, json=body, timeout=10)
-                    answer.raise_for_status()
-                except requests.RequestException as exc:
-                    log.warning("job alerts not pushed", url=self.url, error=str(exc))
-                    return -1
-            self._active = firing
-            return len(firing)

@@ -28,12 +28,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from meterhouse.errors import MeterhouseError, StoreError
+from meterhouse.jobs.stuck import StuckPolicy
 from meterhouse.jsonable import to_jsonable
 from meterhouse.logs import get_logger
 from meterhouse.notify import channels as ch
+from meterhouse.notify.billing_alerts import unpaid_invoice_alerts
 from meterhouse.notify.deliveries import Dispatcher, channel_health, delivery_log, test_channel
 from meterhouse.notify.errors import NotifyError
-from meterhouse.notify.job_alerts import JobAlertPusher
+from meterhouse.notify.job_alerts import failed_job_alerts, stuck_job_alerts
+from meterhouse.notify.pusher import AlertPusher
 from meterhouse.notify.receiver import MAX_BODY_BYTES, parse_notification, plan_deliveries
 from meterhouse.service.app import ServiceContext
 from meterhouse.service.auth import Caller, bearer_token, problem, read_auth
@@ -223,7 +226,7 @@ def routes(ctx: ServiceContext, dispatcher: Dispatcher) -> list[BaseRoute]:
 
 
 def install_notify(ctx: ServiceContext) -> None:
-    """Service hook: the receiver and channel routes, the dispatcher, the job-alert pusher."""
+    """Service hook: the receiver and channel routes, the dispatcher, the alert pusher."""
     attempts = Counter(
         "meterhouse_notification_attempts",
         "Delivery attempts of alert notifications to channels, by channel type and outcome "
@@ -254,7 +257,15 @@ def install_notify(ctx: ServiceContext) -> None:
     ctx.on_startup.append(start)
     ctx.on_shutdown.append(dispatcher.stop)
     if ctx.settings.alertmanager_url:
-        pusher = JobAlertPusher(ctx.store, ctx.settings)
+        store, policy = ctx.store, StuckPolicy.from_settings(ctx.settings)
+        pusher = AlertPusher(
+            ctx.settings,
+            [
+                lambda now: failed_job_alerts(store, now),
+                lambda now: stuck_job_alerts(store, policy, now),
+                lambda now: unpaid_invoice_alerts(store, now),
+            ],
+        )
         stopping = threading.Event()
 
         def loop() -> None:
