@@ -239,6 +239,7 @@ CHANNELS = {
     "acme-email": ("acme", "email", "alerts@acme.example", "info"),
     "globex-webhook": ("globex", "webhook", "/globex", "info"),
     "globex-email": ("globex", "email", "ops@globex.example", "info"),
+    "operators-webhook": ("", "webhook", "/operators", "warning"),
 }
 
 
@@ -252,8 +253,7 @@ def add_channels(data_dir: Path, hooks: WebhookReceiver, env: dict[str, str]) ->
             "notify",
             "channels",
             "add",
-            "--account",
-            account,
+            *(("--account", account) if account else ("--operators",)),
             "--type",
             kind,
             "--target",

@@ -18,8 +18,9 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
-from tests.alerting.stack import Received, Stack, wait_until
+from tests.alerting.stack import OPERATOR_EMAIL, Received, Stack, wait_until
 
 FIRING_BUDGET = "MeterhouseBudget80PercentUsed"
 
@@ -206,3 +207,33 @@ def test_a_failed_job_run_is_notified_naming_the_account_and_the_job(stack: Stac
     assert not [r for r in stack.hooks.at("/globex") if r.json()["labels"].get("job") == job_id], (
         "acme's job reached globex"
     )
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_a_platform_alert_reaches_the_operators_by_mail_and_their_channel(stack: Stack) -> None:
+    """An alert naming no account: Alertmanager e-mails MH_OPERATOR_EMAIL itself (through the
+    shipped SMTP settings) and meterhouse delivers it to the operators' channels only."""
+    name = "MeterhouseE2EPlatformProbe"
+    answer = requests.post(
+        f"{stack.alertmanager_url}/api/v2/alerts",
+        json=[
+            {
+                "labels": {"alertname": name, "severity": "critical"},
+                "annotations": {"summary": "a platform alert from the end-to-end test"},
+            }
+        ],
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    mail = wait_until(
+        lambda: [m for m in stack.mailbox.to(OPERATOR_EMAIL) if name in str(m["Subject"])],
+        90,
+        "Alertmanager's e-mail to the operators",
+        pause=1,
+    )[0]
+    assert "FIRING" in str(mail["Subject"])
+    hook = wait_until(lambda: posts(stack, "/operators", name), 60, "the operators' channel")[0]
+    assert signature_ok(stack.channels["operators-webhook"][1], hook)
+    assert hook.json()["account"] == ""
+    assert not [r for p in ("/acme", "/globex") for r in posts(stack, p, name)]
