@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -237,3 +238,38 @@ def test_a_platform_alert_reaches_the_operators_by_mail_and_their_channel(stack:
     assert signature_ok(stack.channels["operators-webhook"][1], hook)
     assert hook.json()["account"] == ""
     assert not [r for p in ("/acme", "/globex") for r in posts(stack, p, name)]
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_a_silenced_alert_reaches_nobody(stack: Stack) -> None:
+    """Silences stay Alertmanager's: what it silences, meterhouse never hears of."""
+    silenced, control = "MeterhouseE2ESilenced", "MeterhouseE2ENotSilenced"
+    now = datetime.now(UTC)
+    silence = requests.post(
+        f"{stack.alertmanager_url}/api/v2/silences",
+        json={
+            "matchers": [{"name": "alertname", "value": silenced, "isRegex": False}],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(hours=1)).isoformat(),
+            "createdBy": "e2e",
+            "comment": "checking silences",
+        },
+        timeout=10,
+    )
+    assert silence.status_code == 200, silence.text
+    alerts = [
+        {"labels": {"alertname": name, "severity": "critical"}, "annotations": {"summary": name}}
+        for name in (silenced, control)
+    ]
+    answer = requests.post(f"{stack.alertmanager_url}/api/v2/alerts", json=alerts, timeout=10)
+    assert answer.status_code == 200, answer.text
+    # The control alert, routed and flushed like the silenced one, arrives; the other not.
+    wait_until(lambda: posts(stack, "/operators", control), 90, "the unsilenced alert", pause=1)
+    wait_until(
+        lambda: [m for m in stack.mailbox.to(OPERATOR_EMAIL) if control in str(m["Subject"])],
+        30,
+        "the unsilenced alert's e-mail",
+    )
+    assert posts(stack, "/operators", silenced) == []
+    assert not [m for m in stack.mailbox.to(OPERATOR_EMAIL) if silenced in str(m["Subject"])]
