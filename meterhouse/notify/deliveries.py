@@ -202,7 +202,7 @@ class Dispatcher:
 
     def _send(self, delivery: Delivery) -> None:
         try:
-            outcome, final = attempt(self.store, self.settings, delivery)
+            _, final = attempt(self.store, self.settings, delivery)
         except Exception:  # a bad delivery must not kill the sender threads
             log.exception("notification attempt crashed", delivery=delivery.id)
             return
@@ -211,7 +211,6 @@ class Dispatcher:
         if final == "retrying":
             retry = Delivery(delivery.channel, delivery.alert, delivery.attempt + 1)
             self.submit([retry], backoff(self.settings, delivery.attempt))
-        del outcome
 
     def resume(self) -> int:
         """Queue again the deliveries whose latest attempt is waiting for a retry."""

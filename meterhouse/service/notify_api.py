@@ -105,9 +105,15 @@ def routes(ctx: ServiceContext, dispatcher: Dispatcher) -> list[BaseRoute]:
             return problem(503, "Not configured", "set MH_ALERTS_WEBHOOK_TOKEN to receive alerts")
         if not hmac.compare_digest(bearer_token(request).encode(), token.encode()):
             return problem(401, "Unauthorized", "send Authorization: Bearer <alerts token>")
-        body = await request.body()
+        body = b""
+        async for chunk in request.stream():  # bounded: never more than the limit in memory
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return problem(
+                    413, "Too Large", f"notifications are at most {MAX_BODY_BYTES} bytes"
+                )
         try:
-            alerts = parse_notification(body[: MAX_BODY_BYTES + 1])
+            alerts = parse_notification(body)
             planned = await asyncio.to_thread(plan_deliveries, store, alerts)
         except MeterhouseError as exc:
             return _failure(exc)

@@ -74,6 +74,7 @@ def log(store: Store, channel_id: str) -> list[tuple[int, str, int]]:
         (ALERTS_TOKEN, b'{"version": "3", "alerts": []}', 400),
         (ALERTS_TOKEN, notification({"labels": "x"}), 400),
         (ALERTS_TOKEN, notification({**alert(), "status": "sleeping"}), 400),
+        (ALERTS_TOKEN, b"[" + b" " * (3 * 1024 * 1024) + b"]", 413),
     ],
 )
 def test_receiver_refuses_bad_tokens_and_bodies(
