@@ -108,7 +108,7 @@ def render(alert: Alert, *, grafana_url: str, docs_base_url: str) -> Message:
         f"Account: {alert.account or '(platform)'}",
         f"Alert: {alert.name} ({alert.severity})",
     ]
-    for key in ("job", "kind", "scope", "scope_id"):
+    for key in ("budget", "job", "run", "kind", "invoice"):
         if alert.labels.get(key):
             lines.append(f"{key.replace('_', ' ').capitalize()}: {alert.labels[key]}")
     if alert.annotations.get("figure"):

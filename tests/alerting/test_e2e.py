@@ -81,6 +81,7 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
     assert first.headers["Meterhouse-Delivery-Id"] == body["delivery_id"]
     assert body["account"] == "acme"
     assert body["labels"]["scope_id"] in crossed
+    assert body["labels"]["budget"] == f"project:{body['labels']['scope_id']}"
     assert body["severity"] == "warning"
     assert body["figure"].endswith("% used") and body["threshold"] == "80% of the budget"
     assert "/d/meterhouse-overview?var-account=acme" in body["links"]["dashboard"]
@@ -95,6 +96,7 @@ def test_budget_alert_reaches_the_accounts_channels_signed_recorded_and_resolved
     assert "account acme" in str(mail["Subject"])
     text = mail.get_content()
     assert "Threshold: 80% of the budget" in text and "Account: acme" in text
+    assert "Budget: project:" in text
     assert "var-account=acme" in text
 
     # The flaky channel: each delivery (one per budget past 80 %) failed twice, then went
