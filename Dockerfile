@@ -20,7 +20,9 @@ COPY clickhouse ./clickhouse
 RUN pip install .
 
 RUN useradd --create-home --uid 10001 meterhouse \
-    && mkdir -p /var/lib/meterhouse/spool && chown -R meterhouse /var/lib/meterhouse
+    && mkdir -p /var/lib/meterhouse/spool && chown -R meterhouse /var/lib/meterhouse \
+    && mkdir -p /etc/alertmanager-rendered && chown 65534:65534 /etc/alertmanager-rendered
+# (the compose file's alertmanager-config step writes there as Alertmanager's user, nobody)
 USER meterhouse
 
 EXPOSE 8080

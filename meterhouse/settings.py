@@ -284,6 +284,78 @@ class Settings(BaseSettings):
         description="Seconds between full billing reconciles (every Stripe object re-read).",
     )
 
+    notify_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key (16+ characters) that seals notification channel secrets (webhook "
+        "signing secrets, Slack URLs) in the store. Needed to add or use such channels; "
+        "keep it: a changed key cannot open the secrets sealed with the old one.",
+    )
+    alerts_webhook_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Bearer token Alertmanager sends to POST /api/v1/alerts/webhook (the "
+        "rendered alertmanager.yml carries it). Empty: the endpoint answers 503.",
+    )
+    alerts_receiver_url: str = Field(
+        default="http://meterhouse:8080/api/v1/alerts/webhook",
+        pattern=r"^https?://[^\s/]+",
+        description="Where Alertmanager reaches meterhouse's receiver; written into "
+        "alertmanager.yml by `meterhouse notify alertmanager-config`.",
+    )
+    alertmanager_url: str = Field(
+        default="",
+        description="Base URL of Alertmanager (e.g. http://alertmanager:9093). When set, "
+        "`meterhouse run` pushes the per-job alerts it evaluates on ClickHouse (failed and "
+        "stuck runs, naming account and job) to its v2 API. Empty: not pushed.",
+    )
+    alerts_push_interval_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Seconds between two evaluations of the per-job alerts pushed to Alertmanager.",
+    )
+    operator_email: str = Field(
+        default="",
+        description="E-mail address(es) of the platform's operators, comma-separated; "
+        "alertmanager.yml e-mails operator alerts there directly (so `service down` still "
+        "arrives when meterhouse is down).",
+    )
+    smtp_host: str = Field(
+        default="", description="SMTP relay that e-mail notifications go through (host name)."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="Port of MH_SMTP_HOST.")
+    smtp_from: str = Field(
+        default="", description="Sender address of e-mail notifications, e.g. alerts@example.com."
+    )
+    smtp_username: str = Field(default="", description="SMTP login (empty: none).")
+    smtp_password: SecretStr = Field(default=SecretStr(""), description="SMTP password.")
+    smtp_starttls: bool = Field(
+        default=True,
+        description="Upgrade SMTP connections with STARTTLS (turn off only for a relay on "
+        "a trusted local network).",
+    )
+    grafana_url: str = Field(
+        default="http://localhost:3000",
+        description="Base URL of Grafana; notifications link to its dashboards.",
+    )
+    docs_base_url: str = Field(
+        default="",
+        description="Base URL the repository's docs/ are published under (e.g. "
+        "https://git.example.com/meterhouse/blob/main/); runbook links in notifications "
+        "are made from it. Empty: links are repository paths (docs/alerts.md#…).",
+    )
+    notify_max_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=20,
+        description="Attempts of one notification to one channel before the delivery is "
+        "given up (dead) and the channel shown as dead.",
+    )
+    notify_retry_base_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before the first retry of a failed delivery; doubled at each "
+        "further attempt, at most one hour.",
+    )
+
     @field_validator("clickhouse_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -278,10 +279,38 @@ def test_promtool_check_config(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.fixture(scope="module")
+def rendered_alertmanager_config(
+    services: dict[str, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """alertmanager.yml as the compose file's alertmanager-config step writes it, with
+    the settings compose gives that step (its defaults, and the secrets `meterhouse
+    compose-env` generates)."""
+    from meterhouse.cli.compose import SECRETS
+
+    generated = {name: f"generated-{name.lower()}" for name, _ in SECRETS}
+    step = services["alertmanager-config"]
+    env = {k: interpolate(v, generated) for k, v in env_dict(step).items()}
+    out = tmp_path_factory.mktemp("alertmanager") / "alertmanager.yml"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
+    argv = [
+        str(Path(sys.executable).parent / "meterhouse"),
+        "notify",
+        "alertmanager-config",
+        f"--template={ALERTMANAGER_CONFIG}",
+        f"--output={out}",
+    ]
+    result = subprocess.run(
+        argv, env={**clean, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 @pytest.mark.prometheus
-def test_amtool_check_config() -> None:
+def test_amtool_check_config(rendered_alertmanager_config: Path) -> None:
     amtool = require_tool("amtool", "prometheus-alertmanager")
-    result = run_tool([amtool, "check-config", str(ALERTMANAGER_CONFIG)])
+    result = run_tool([amtool, "check-config", str(rendered_alertmanager_config)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -309,8 +338,8 @@ def test_prometheus_config_contents(services: dict[str, dict[str, Any]]) -> None
     assert (REPO / "prometheus" / "rules").is_dir()
 
 
-def test_alertmanager_routing() -> None:
-    config = load_yaml(ALERTMANAGER_CONFIG)
+def test_alertmanager_routing(rendered_alertmanager_config: Path) -> None:
+    config = load_yaml(rendered_alertmanager_config)
     route = config["route"]
     assert route["group_by"] == ["alertname", "account"]
     receivers = {r["name"]: r for r in config["receivers"]}
@@ -330,9 +359,20 @@ def test_alertmanager_routing() -> None:
 
 
 def test_alertmanager_mount(services: dict[str, dict[str, Any]]) -> None:
-    alertmanager = services["alertmanager"]
-    target = mount_target(alertmanager, "alertmanager/alertmanager.yml")
-    assert f"--config.file={target}" in alertmanager.get("command", [])
+    """The shipped file is filled by the alertmanager-config step, whose output volume
+    Alertmanager reads its configuration from once that step has succeeded."""
+    step, alertmanager = services["alertmanager-config"], services["alertmanager"]
+    template = mount_target(step, "alertmanager/alertmanager.yml")
+    assert f"--template={template}" in step["command"]
+    output = next(a.split("=", 1)[1] for a in step["command"] if a.startswith("--output="))
+    volume = next(v for v in step["volumes"] if v.endswith(":" + str(PurePosixPath(output).parent)))
+    name = volume.split(":")[0]
+    mounted = next(v for v in alertmanager["volumes"] if v.startswith(name + ":"))
+    config_dir = mounted.split(":")[1]
+    assert f"--config.file={config_dir}/{PurePosixPath(output).name}" in alertmanager["command"]
+    condition = alertmanager["depends_on"]["alertmanager-config"]["condition"]
+    assert condition == "service_completed_successfully"
+    assert step.get("image") == services["meterhouse"].get("image")
 
 
 # --------------------------------------------------------------------------- grafana
@@ -400,7 +440,14 @@ def test_grafana_alerting_contact_points_and_policy() -> None:
     receivers = [r for cp in contact_points for r in cp["receivers"]]
     webhooks = [r for r in receivers if r["type"] == "webhook"]
     assert webhooks, "expected a webhook contact point"
-    assert all(r["uid"] and r["settings"]["url"] == WEBHOOK_URL for r in webhooks)
+    grafana_env = env_dict(load_yaml(COMPOSE_FILE)["services"]["grafana"])
+    for receiver in webhooks:
+        # Grafana expands ${VAR} in provisioning files from its environment.
+        url = re.sub(r"\$\{(\w+)\}", lambda m: grafana_env[m.group(1)], receiver["settings"]["url"])
+        assert receiver["uid"] and url == WEBHOOK_URL
+        assert receiver["settings"]["authorization_scheme"] == "Bearer"
+        token = receiver["settings"]["authorization_credentials"]
+        assert token == "${MH_ALERTS_WEBHOOK_TOKEN}" and "MH_ALERTS_WEBHOOK_TOKEN" in grafana_env
 
     policies = load_yaml(POLICIES_FILE)["policies"]
     assert len(policies) == 1

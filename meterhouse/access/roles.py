@@ -82,12 +82,15 @@ TABLE_ACTIONS: Final = {
     "audit_log": "users",
     "stripe_customers": "billing",
     "reconciliation_issues": "billing",
+    "notifications": "users",
 }
 # Tables with an account_id column that no tenant reads in SQL, ever: key hashes, the
-# bindings themselves, the operator's price overrides.
+# bindings themselves, the operator's price overrides, sealed notification secrets.
 # event_claims is the writers' bookkeeping (exporters/claims.py): other accounts' event
 # ids sit beside a tenant's in its blocks, and counting it counts deliveries, not events.
-PRIVATE_TABLES: Final = frozenset({"api_keys", "role_bindings", "price_book", "event_claims"})
+PRIVATE_TABLES: Final = frozenset(
+    {"api_keys", "role_bindings", "price_book", "notification_channels", "event_claims"}
+)
 
 # Management actions, enforced when a user acts through `meterhouse users ... --as USER`.
 MANAGE_ROLES: Final = frozenset({"owner", "admin"})

@@ -54,6 +54,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str, str]]] = {
         "dashboards": ("dashboards", "dashboards", "Build or check the Grafana dashboards."),
     },
     "Operations": {
+        "notify": ("notify", "notify", "Alert channels per account, the delivery log."),
         "spool": ("spool", "spool", "Ingest spool: quarantined and dead-letter batches."),
         "compose-env": ("compose", "compose_env", "Generate the docker-compose secrets file."),
     },

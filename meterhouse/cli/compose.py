@@ -20,6 +20,8 @@ SECRETS: Final = (
     ("GRAFANA_ADMIN_PASSWORD", "Grafana's `admin` login"),
     ("MH_ADMIN_TOKEN", "admin bearer token of `meterhouse run` (/api/v1/sql, keys)"),
     ("MH_METRICS_TOKEN", "bearer token Prometheus scrapes per-account series with"),
+    ("MH_ALERTS_WEBHOOK_TOKEN", "bearer token Alertmanager and Grafana notify meterhouse with"),
+    ("MH_NOTIFY_SECRET_KEY", "key that seals the notification channels' secrets"),
 )
 METRICS_TOKEN_FILE: Final = Path("secrets") / "metrics_token"
 

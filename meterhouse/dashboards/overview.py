@@ -141,6 +141,23 @@ LIMIT 100
 """
 
 
+NOTIFICATIONS_SQL = f"""SELECT
+    max(at) AS time,
+    alert,
+    status,
+    concat(any(channel_type), ' ', channel_id) AS channel,
+    argMax(outcome, at) AS outcome,
+    max(attempt) AS attempts,
+    argMax(response_code, at) AS code,
+    argMax(error, at) AS error
+FROM notifications
+WHERE {ACCOUNT_FILTER} AND $__timeFilter(at)
+GROUP BY delivery_id, alert, status, channel_id
+ORDER BY time DESC
+LIMIT 50
+"""
+
+
 def build() -> Board:
     board = Board(
         UID,
@@ -247,5 +264,25 @@ def build() -> Board:
         "usage (-), newest first.",
         units={"credits": CREDITS, "usd": USD},
         h=12,
+    )
+    board.table(
+        "Notifications sent",
+        NOTIFICATIONS_SQL,
+        cols=columns(
+            time=Kind.TIME,
+            alert=Kind.STRING,
+            status=Kind.STRING,
+            channel=Kind.STRING,
+            outcome=Kind.STRING,
+            attempts=Kind.NUMBER,
+            code=Kind.NUMBER,
+            error=Kind.STRING,
+        ),
+        description="Alert notifications delivered to the account's channels in the time "
+        "range, one row per delivery with its latest attempt: sent, retrying, dead (given "
+        "up; the channel needs fixing) or failed (a test). `meterhouse notify log` shows "
+        "every attempt (docs/alerts.md).",
+        w=24,
+        h=8,
     )
     return board

@@ -7,9 +7,17 @@ from collectors.plugin import install_ingest
 from meterhouse.access.read_api import install_access
 from meterhouse.jobs.service import install_jobs
 from meterhouse.ledger.api import install_ledger
+from meterhouse.service.notify_api import install_notify
 from meterhouse.service.runner import ServiceHook
 
 
 def default_hooks() -> list[ServiceHook]:
     # install_access last: it adds only the read routes no other part registered.
-    return [install_ingest, install_ledger, install_jobs, billing_hook, install_access]
+    return [
+        install_ingest,
+        install_ledger,
+        install_jobs,
+        billing_hook,
+        install_notify,
+        install_access,
+    ]

@@ -78,7 +78,7 @@ def test_expression_evaluates(stack: Stack, name: str) -> None:
 @pytest.mark.prometheus
 def test_some_expressions_have_data(stack: Stack) -> None:
     """The stack really serves meterhouse's series: not every expression comes back empty."""
-    wait_until(lambda: stack.query("meterhouse_jobs_active")["data"]["result"], 20, "jobs gauges")
+    wait_until(lambda: stack.query("meterhouse_jobs_active")["data"]["result"], 40, "jobs gauges")
     with_data = [
         name for name, expr in {**RULES, **PANELS}.items() if stack.query(expr)["data"]["result"]
     ]
@@ -93,7 +93,7 @@ def test_every_rule_loads_and_evaluates_cleanly(stack: Stack) -> None:
         rules = [rule for group in groups for rule in group["rules"]]
         return rules if all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
 
-    rules = wait_until(evaluated, 15, "every rule to be evaluated once")
+    rules = wait_until(evaluated, 45, "every rule to be evaluated once")
     names = {rule["name"] for rule in rules}
     assert names == {name.split(": ", 1)[1] for name in RULES}
     broken = {rule["name"]: rule.get("lastError") for rule in rules if rule["health"] == "err"}
@@ -118,10 +118,11 @@ ALWAYS_EXPORTED = (
     "meterhouse_ledger_metrics_refresh_ok",
     "meterhouse_ledger_metrics_refreshed_timestamp_seconds",
     "meterhouse_account_balance_credits",
+    "meterhouse_notification_attempts_total",
 )
 
 
 @pytest.mark.prometheus
 @pytest.mark.parametrize("metric", ALWAYS_EXPORTED)
 def test_series_the_rules_read_are_exported(stack: Stack, metric: str) -> None:
-    wait_until(lambda: stack.query(metric)["data"]["result"], 15, f"{metric} to be scraped")
+    wait_until(lambda: stack.query(metric)["data"]["result"], 40, f"{metric} to be scraped")

@@ -16,12 +16,13 @@ import pytest
 import yaml
 
 from tests.alerting.stack import ALERTMANAGER_CONFIG, RULES_DIR, binary
+from tests.support.cli import meterhouse
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS_DIR = REPO / "prometheus" / "tests"
 ALERTS_DOC = REPO / "docs" / "alerts.md"
 DASHBOARDS_DOC = REPO / "docs" / "dashboards.md"
-RUNBOOK_BASE = "https://github.com/meterhouse/meterhouse/blob/main/docs/alerts.md#"
+RUNBOOK_BASE = "docs/alerts.md#"
 SEVERITIES = {"critical", "warning", "info"}
 METRIC = re.compile(r"\b(meterhouse_[a-z0-9_]+|up|ALERTS)\b")
 
@@ -143,40 +144,88 @@ def test_metrics_read_are_documented() -> None:
                     assert f"`{base}" in dashboards_doc, f"{path.name}: {metric} undocumented"
 
 
+RENDER_ENV = {
+    "MH_ALERTS_RECEIVER_URL": "http://meterhouse:8080/api/v1/alerts/webhook",
+    "MH_ALERTS_WEBHOOK_TOKEN": 't0ken-with-"quotes"-and-\\',
+    "MH_OPERATOR_EMAIL": "oncall@platform.example",
+    "MH_SMTP_HOST": "smtp.platform.example",
+    "MH_SMTP_PORT": "587",
+    "MH_SMTP_FROM": "alerts@platform.example",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """alertmanager.yml as `meterhouse notify alertmanager-config` fills it."""
+    out = tmp_path_factory.mktemp("am") / "alertmanager.yml"
+    done = meterhouse(out.parent, "notify", "alertmanager-config", "-o", str(out), **RENDER_ENV)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
 @pytest.mark.prometheus
-def test_amtool_check_config() -> None:
+def test_amtool_check_config(rendered_config: Path) -> None:
     result = run(
-        [binary("amtool", "prometheus-alertmanager"), "check-config", str(ALERTMANAGER_CONFIG)]
+        [binary("amtool", "prometheus-alertmanager"), "check-config", str(rendered_config)]
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendering_fills_only_addresses_ports_and_secrets(rendered_config: Path) -> None:
+    """Everything but the ${MH_…} placeholders is the shipped file, byte for byte."""
+    shipped = ALERTMANAGER_CONFIG.read_text(encoding="utf-8")
+    rendered = rendered_config.read_text(encoding="utf-8")
+    pattern = re.escape(shipped)
+    pattern = re.sub(r"\\\$\\\{MH_[A-Z_]+\\\}", ".*?", pattern)
+    assert re.fullmatch(pattern, rendered, re.S)
+    assert "example.invalid" not in shipped and "FILL IN" not in shipped
+    config = yaml.safe_load(rendered)
+    hooks = [h for r in config["receivers"] for h in r.get("webhook_configs", [])]
+    assert {h["url"] for h in hooks} == {RENDER_ENV["MH_ALERTS_RECEIVER_URL"]}
+    assert {h["http_config"]["authorization"]["credentials"] for h in hooks} == {
+        RENDER_ENV["MH_ALERTS_WEBHOOK_TOKEN"]
+    }
+    assert config["global"]["smtp_smarthost"] == "smtp.platform.example:587"
+
+
+def test_rendering_refuses_missing_values(tmp_path: Path) -> None:
+    env = {k: v for k, v in RENDER_ENV.items() if k != "MH_ALERTS_WEBHOOK_TOKEN"}
+    done = meterhouse(tmp_path, "notify", "alertmanager-config", **env)
+    assert done.returncode != 0
+    assert "MH_ALERTS_WEBHOOK_TOKEN" in done.stderr
 
 
 @pytest.mark.prometheus
 @pytest.mark.parametrize(
     ("labels", "receivers"),
     [
-        # A critical alert about one account: its billing contact and the on-call.
+        # About one account: its channels through meterhouse; critical ones also e-mail
+        # the operators.
         (
             ["alertname=MeterhouseBudgetExceeded", "severity=critical", "account=acme"],
-            "meterhouse-account-contact,meterhouse-webhook-and-email",
+            "operators-email,meterhouse",
         ),
-        (["alertname=MeterhouseServiceDown", "severity=critical"], "meterhouse-webhook-and-email"),
         (
             ["alertname=MeterhouseBudget80PercentUsed", "severity=warning", "account=acme"],
-            "meterhouse-webhook",
+            "meterhouse",
         ),
-        (["alertname=MeterhouseBudget50PercentUsed", "severity=info"], "meterhouse-webhook"),
-        (["alertname=SomethingElse"], "meterhouse-webhook"),
+        (["alertname=MeterhouseJobRunFailed", "severity=warning", "account=acme"], "meterhouse"),
+        # About the platform: the operators (e-mail from Alertmanager, and their channels).
+        (["alertname=MeterhouseServiceDown", "severity=critical"], "operators"),
+        (["alertname=MeterhouseBudget50PercentUsed", "severity=info"], "operators"),
+        (["alertname=SomethingElse"], "operators"),
     ],
 )
-def test_alertmanager_routes_by_severity_and_account(labels: list[str], receivers: str) -> None:
+def test_alertmanager_routes_by_account_and_severity(
+    rendered_config: Path, labels: list[str], receivers: str
+) -> None:
     result = run(
         [
             binary("amtool", "prometheus-alertmanager"),
             "config",
             "routes",
             "test",
-            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--config.file={rendered_config}",
             f"--verify.receivers={receivers}",
             *labels,
         ]

@@ -234,4 +234,27 @@ def seed_missing(store: Store, accounts: Sequence[str], end: datetime) -> list[s
             }
         ],
     )
+    fill(
+        "notifications",
+        [
+            {
+                "at": end - timedelta(hours=2, minutes=n),
+                "account_id": account,
+                "alert": "MeterhouseBudget80PercentUsed",
+                "severity": "warning",
+                "status": "firing",
+                "fingerprint": f"fp_seed_{account}",
+                "channel_id": "ch_seed",
+                "channel_type": "webhook",
+                "delivery_id": f"dlv_seed_{account}",
+                "attempt": n + 1,
+                "outcome": "retrying" if n == 0 else "sent",
+                "response_code": 500 if n == 0 else 200,
+                "error": "server error" if n == 0 else "",
+                "summary": f"{account} has used 85% of its account budget",
+            }
+            for account in accounts
+            for n in (0, 1)
+        ],
+    )
     return filled
