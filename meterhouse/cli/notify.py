@@ -12,7 +12,7 @@ import click
 import requests
 
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.output import echo_outcome, format_option, render_dicts
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.notify import channels as ch
@@ -225,6 +225,7 @@ def channels() -> None:
 )
 @click.option("--description", default="", help="A note shown in `channels list`.")
 @as_option
+@format_option
 @pass_cli
 def add_cmd(
     cli: CliContext,
@@ -236,6 +237,7 @@ def add_cmd(
     kinds: tuple[str, ...],
     description: str,
     acting_user: str | None,
+    fmt: str,
 ) -> None:
     """Add a channel. A webhook's signing secret is printed once: store it in the receiver.
 
@@ -257,6 +259,11 @@ def add_cmd(
     with backend(cli) as notifier:
         created = notifier.add(owner, fields, acting_user)
     channel = created["channel"]
+    if fmt != "table":  # for scripts: the channel, and its secret this once
+        record = {**channel, "kinds": ",".join(channel.get("kinds", []))}
+        record["secret"] = created.get("secret", "")
+        click.echo(render_dicts(to_jsonable([record]), fmt))
+        return
     click.echo(f"channel {channel['channel_id']} added for {ch.describe_owner(owner)}")
     if created.get("secret"):
         click.echo(f"signing secret (shown once; the receiver checks with it): {created['secret']}")
@@ -291,9 +298,15 @@ def _none(fmt: str, owner: str) -> str:
 @click.argument("channel_id")
 @owner_options
 @as_option
+@format_option
 @pass_cli
 def test_cmd(
-    cli: CliContext, channel_id: str, account: str | None, operators: bool, acting_user: str | None
+    cli: CliContext,
+    channel_id: str,
+    account: str | None,
+    operators: bool,
+    acting_user: str | None,
+    fmt: str,
 ) -> None:
     """Send a test notification to CHANNEL_ID now; exits 1 when the channel refuses it."""
     owner = _owner(account, operators)
@@ -303,22 +316,36 @@ def test_cmd(
         raise click.ClickException(
             f"channel {channel_id} failed (code {result['response_code']}): {result['error']}"
         )
-    click.echo(f"test notification delivered to {channel_id} (code {result['response_code']})")
+    echo_outcome(
+        fmt,
+        f"test notification delivered to {channel_id} (code {result['response_code']})",
+        to_jsonable({"channel_id": channel_id, **result}),
+    )
 
 
 @channels.command("remove")
 @click.argument("channel_id")
 @owner_options
 @as_option
+@format_option
 @pass_cli
 def remove_cmd(
-    cli: CliContext, channel_id: str, account: str | None, operators: bool, acting_user: str | None
+    cli: CliContext,
+    channel_id: str,
+    account: str | None,
+    operators: bool,
+    acting_user: str | None,
+    fmt: str,
 ) -> None:
     """Remove a channel (audited); nothing more is sent to it."""
     owner = _owner(account, operators)
     with backend(cli) as notifier:
         notifier.remove(owner, channel_id, acting_user)
-    click.echo(f"channel {channel_id} removed from {ch.describe_owner(owner)}")
+    echo_outcome(
+        fmt,
+        f"channel {channel_id} removed from {ch.describe_owner(owner)}",
+        {"channel_id": channel_id, "owner": owner, "removed": True},
+    )
 
 
 @notify.command("log")

@@ -116,8 +116,18 @@ def test_tables_right_align_numbers_at_the_columns_scale(run: Run) -> None:
 
 # Commands whose output is not data: a long-running service, a demo that prints an overview
 # for people (its data is then in the store, for `sql --format json`), files written, and
-# one-time passwords that must not end up in a script's log.
-NOT_DATA = {"run", "demo", "dashboards build", "users sync-clickhouse"}
+# one-time passwords that must not end up in a script's log; `spool inspect` always
+# prints JSON, `spool replay` moves a file back into the spool.
+NOT_DATA = {
+    "run",
+    "demo",
+    "dashboards build",
+    "users sync-clickhouse",
+    "compose-env",
+    "notify alertmanager-config",
+    "spool inspect",
+    "spool replay",
+}
 
 
 def _leaves(command: click.Command, path: str = "") -> list[tuple[str, click.Command]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -117,9 +118,17 @@ def test_reprice_repairs_a_wrongly_rated_event(prepared: Prepared) -> None:
         "sql",
         "--write",
         "ALTER TABLE usage_events UPDATE credits = credits + 1 WHERE event_id IN "
-        "(SELECT min(event_id) FROM usage_events WHERE account_id = 'acme' AND priced) "
-        "SETTINGS mutations_sync = 2",
+        "(SELECT min(event_id) FROM usage_events WHERE account_id = 'acme' AND priced)",
     )
+    # Ad-hoc SQL takes no SETTINGS clause (docs/access.md): wait for the mutation instead.
+    pending = (
+        "SELECT count() AS n FROM system.mutations WHERE database = currentDatabase() "
+        "AND table = 'usage_events' AND NOT is_done"
+    )
+    deadline = time.monotonic() + 60
+    while int(sql(prepared.data_dir, pending)[0]["n"]):
+        assert time.monotonic() < deadline, "the UPDATE mutation did not finish"
+        time.sleep(0.2)
     sums = (
         "SELECT (SELECT sum(credits) FROM usage_events WHERE account_id = 'acme') AS e, "
         "(SELECT sum(credits) FROM usage_daily WHERE account_id = 'acme') AS d, "
