@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 import click
-import requests
 
 from meterhouse import keys as k
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.service_client import ServiceClient
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.store import open_store
@@ -69,31 +69,8 @@ class StoreKeys:
         return dict(to_jsonable(k.revoke_key(self.store, key_id, actor=actor).as_dict()))
 
 
-class ServiceKeys:
+class ServiceKeys(ServiceClient):
     """The same operations through a running service's admin API."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            answer = requests.request(
-                method, f"{self.url}{path}", headers=self.headers, timeout=30, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise click.ClickException(
-                f"the store is held by `meterhouse run` at {self.url}, which did not answer: {exc}"
-            ) from exc
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {"detail": answer.text}
-        if answer.status_code >= 400:
-            raise click.ClickException(
-                f"{self.url} refused ({answer.status_code}): {body.get('detail', body)}"
-            )
-        return dict(body)
 
     def create(self, fields: dict[str, str]) -> tuple[dict[str, Any], str]:
         # Read keys are made by the access part's endpoint, which knows users.

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import click
-import requests
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import echo_outcome, format_option, render_dicts
+from meterhouse.cli.service_client import ServiceClient
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.notify import channels as ch
@@ -79,31 +79,10 @@ class StoreNotify:
         return delivery_log(self.store, account, limit=limit, alert=alert)
 
 
-class ServiceNotify:
+class ServiceNotify(ServiceClient):
     """The same through the API of the `meterhouse run` that holds the embedded store."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            answer = requests.request(
-                method, f"{self.url}{path}", headers=self.headers, timeout=60, **kwargs
-            )
-        except requests.RequestException as exc:
-            raise click.ClickException(
-                f"the store is held by `meterhouse run` at {self.url}, which did not answer: {exc}"
-            ) from exc
-        try:
-            body = answer.json()
-        except ValueError:
-            body = {"detail": answer.text}
-        if answer.status_code >= 400:
-            raise click.ClickException(
-                f"{self.url} refused ({answer.status_code}): {body.get('detail', body)}"
-            )
-        return dict(body)
+    timeout = 60.0
 
     @staticmethod
     def _path(account: str) -> str:
