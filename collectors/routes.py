@@ -189,7 +189,7 @@ class IngestRoutes:
             "Invalid events",
             f"{len(decoded.invalid)} of {len(decoded.types)} events name an account that does "
             "not exist; none was stored: create the account first "
-            "(`meterhouse accounts add <id>`) or fix the id, then send the batch again",
+            "(`meterhouse accounts create <id>`) or fix the id, then send the batch again",
             "invalid",
             decoded.errors,
         )
@@ -284,7 +284,7 @@ def _unknown_account(index: int, account: str, field: str = "subject") -> FieldE
     return FieldError(
         index,
         field,
-        f"no account {account[:80]!r}: create it first (`meterhouse accounts add "
+        f"no account {account[:80]!r}: create it first (`meterhouse accounts create "
         f"{account[:80]}`) or fix the id",
         "unknown_account",
     )

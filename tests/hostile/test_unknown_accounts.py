@@ -24,7 +24,7 @@ def test_usage_of_an_unknown_account_is_refused_until_it_is_created(tmp_path: Pa
                 "index": 1,
                 "field": "subject",
                 "message": "no account 'nobody-yet': create it first "
-                "(`meterhouse accounts add nobody-yet`) or fix the id",
+                "(`meterhouse accounts create nobody-yet`) or fix the id",
             }
         ]
         assert service.metric_sum("meterhouse_ingest_events_rejected_total") == 2

@@ -258,7 +258,7 @@ def test_spans_of_an_unknown_account_are_refused_and_the_others_kept(service: Se
     assert answer.json()["partialSuccess"] == {
         "rejectedSpans": "1",
         "errorMessage": "span 1: meterhouse.account.id: no account 'ghost': create it first "
-        "(`meterhouse accounts add ghost`) or fix the id",
+        "(`meterhouse accounts create ghost`) or fix the id",
     }
     accounts = service.store.query("SELECT account_id FROM usage_events").column("account_id")
     assert accounts == ["acme"]
