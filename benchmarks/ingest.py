@@ -381,6 +381,10 @@ def run_service_benchmark(
         owner = json.loads((data_dir / "meterhouse-owner.json").read_text())
         admin = owner["admin_token"]
         token = call(port, "POST", "/api/v1/keys", admin, {"source": SOURCE})["token"]
+        # Ingest refuses usage of accounts nobody created; UTC and free, as the ceiling prices.
+        accounts = ", ".join(f"('{t[0]}', '{t[0]}', 'UTC', 'free')" for t in TENANTS)
+        insert = f"INSERT INTO accounts (account_id, name, time_zone, plan) VALUES {accounts}"
+        call(port, "POST", "/api/v1/sql", admin, {"sql": insert, "write": True})
         idle_rss = rss_mb(process.pid, "VmRSS")
         context = mp.get_context("fork")
         ready_q, results = context.Queue(), context.Queue()

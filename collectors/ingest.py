@@ -11,7 +11,7 @@ rows are written to ClickHouse before the call returns.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from collectors.metrics import IngestMetrics
@@ -66,11 +66,28 @@ class LastKnownAccounts(AccountDirectory):
             if known is None:
                 raise
             return known
+        if info.exists:
+            self._remember({account_id: info})
+        return info
+
+    def unknown(self, account_ids: Iterable[str]) -> set[str]:
+        """As the store says; while it cannot be read, every account read before counts."""
+        wanted = set(account_ids)
+        try:
+            missing = super().unknown(wanted)
+        except StoreError:
+            with self._known_lock:
+                if wanted.issubset(self._known):
+                    return set()
+            raise
+        self._remember({a: self._cache[a][0] for a in wanted - missing if a in self._cache})
+        return missing
+
+    def _remember(self, infos: dict[str, AccountInfo]) -> None:
         with self._known_lock:
             if len(self._known) > 100_000:
                 self._known.clear()
-            self._known[account_id] = info
-        return info
+            self._known.update(infos)
 
 
 class Ingestor:

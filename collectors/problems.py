@@ -20,6 +20,7 @@ Reason = Literal[
     "out_of_range",  # negative, absurd or inconsistent quantity
     "time_out_of_range",  # too far in the future or too old
     "scope",  # the key may not send this source or account
+    "unknown_account",  # no account with this id exists (yet)
 ]
 REASONS: Final = (
     "malformed",
@@ -28,6 +29,7 @@ REASONS: Final = (
     "out_of_range",
     "time_out_of_range",
     "scope",
+    "unknown_account",
 )
 MAX_REPORTED_ERRORS: Final = 100
 

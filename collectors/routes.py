@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,12 +151,48 @@ class IngestRoutes:
                 "forbidden" if scope_only else "invalid",
                 decoded.errors,
             )
+        self._refuse_unknown_accounts(decoded)
         outcome = self.ingestor.ingest(decoded.events)
         if not outcome.ok:
             raise _unavailable(outcome)
         for event_type, count in Counter(decoded.types).items():
             self.metrics.accepted.labels(event_type).inc(count)
         return outcome
+
+    def _unknown_accounts(self, events: Sequence[r.Event]) -> set[str]:
+        try:
+            return self.ingestor.accounts.unknown(event.data.account_id for event in events)
+        except StoreError as exc:
+            raise ClientError(
+                503,
+                "Service Unavailable",
+                f"the accounts cannot be checked now (ClickHouse: {exc}); retry later",
+                "unavailable",
+                headers={"Retry-After": "5"},
+            ) from exc
+
+    def _refuse_unknown_accounts(self, decoded: ce.Decoded) -> None:
+        """Usage of an account nobody created is refused, never stored under a stray id.
+
+        Every event is valid here, so events[i] is element i of the batch.
+        """
+        unknown = self._unknown_accounts(decoded.events)
+        if not unknown:
+            return
+        for index, event in enumerate(decoded.events):
+            account = event.data.account_id
+            if account in unknown:
+                decoded.add(index, None, [_unknown_account(index, account)])
+        self._count_rejected(decoded)
+        raise ClientError(
+            400,
+            "Invalid events",
+            f"{len(decoded.invalid)} of {len(decoded.types)} events name an account that does "
+            "not exist; none was stored: create the account first "
+            "(`meterhouse accounts create <id>`) or fix the id, then send the batch again",
+            "invalid",
+            decoded.errors,
+        )
 
     def _count_rejected(self, decoded: ce.Decoded) -> None:
         invalid = dict(zip(decoded.invalid, decoded.reasons, strict=True))
@@ -187,6 +223,7 @@ class IngestRoutes:
             raise ClientError(400, "Bad Request", str(exc), "malformed") from exc
         now = self.clock()
         events: list[r.Event] = []
+        spans: list[int] = []  # each event's span index, for the problems named below
         problems: list[FieldError] = []
         index = ignored = 0
         for resource_spans in export.resource_spans:
@@ -200,6 +237,7 @@ class IngestRoutes:
                         event, errors = genai.span_event(index, span, attrs, key, now, self.limits)
                         if event is not None:
                             events.append(event)
+                            spans.append(index)
                         else:
                             problems.append(errors[0])
                     index += 1
@@ -211,6 +249,20 @@ class IngestRoutes:
                             "(MH_INGEST_MAX_BATCH_EVENTS)",
                             "too_large",
                         )
+        unknown = self._unknown_accounts(events) if events else set()
+        if unknown:
+            kept: list[r.Event] = []
+            for span_index, event in zip(spans, events, strict=True):
+                if event.data.account_id in unknown:
+                    problems.append(
+                        _unknown_account(
+                            span_index, event.data.account_id, genai.ACCOUNT_ATTRIBUTES[0]
+                        )
+                    )
+                else:
+                    kept.append(event)
+            problems.sort(key=lambda problem: problem.index or 0)
+            events = kept
         self.metrics.batch_events.labels("otlp").observe(index)
         self.metrics.spans_ignored.inc(ignored)
         for problem in problems:
@@ -226,6 +278,16 @@ class IngestRoutes:
         if len(problems) > MAX_OTLP_MESSAGES:
             message += f"; and {len(problems) - MAX_OTLP_MESSAGES} more"
         return len(problems), message
+
+
+def _unknown_account(index: int, account: str, field: str = "subject") -> FieldError:
+    return FieldError(
+        index,
+        field,
+        f"no account {account[:80]!r}: create it first (`meterhouse accounts create "
+        f"{account[:80]}`) or fix the id",
+        "unknown_account",
+    )
 
 
 _UNAVAILABLE = {

@@ -126,6 +126,14 @@ class Settings(BaseSettings):
     sql_max_seconds: int = Field(
         default=30, ge=1, description="Longest run time of one ad-hoc SQL query, in seconds."
     )
+    sql_shared_max_seconds: int = Field(
+        default=3,
+        ge=1,
+        description="Longest run time of an ad-hoc query sent to `meterhouse run` on the "
+        "embedded engine, in seconds. That engine runs one statement at a time, so a longer "
+        "query would hold every tenant request and the ingest drain; stop the service (or use "
+        "a ClickHouse server) for longer analysis.",
+    )
     job_log_ttl_days: int = Field(
         default=30, ge=1, description="Days job logs are kept before ClickHouse drops them."
     )

@@ -7,6 +7,7 @@ event it lays out).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +18,7 @@ from meterhouse.store.base import Store
 class AccountInfo:
     time_zone: ZoneInfo
     plan: str
+    exists: bool = True  # False: no such account; UTC and the free plan stand in
 
 
 class AccountDirectory:
@@ -47,9 +49,35 @@ class AccountDirectory:
             {"a": account_id},
         ).rows
         tz, plan = (row[0][0], row[0][1]) if row else ("UTC", "free")
-        info = AccountInfo(_zone(str(tz)), str(plan) or "free")
+        info = AccountInfo(_zone(str(tz)), str(plan) or "free", exists=bool(row))
         self._cache[account_id] = (info, now)
         return info
+
+    def unknown(self, account_ids: Iterable[str]) -> set[str]:
+        """The ids among ``account_ids`` that name no account, in one query at most.
+
+        An id cached as missing is asked again: an account created a moment ago must be
+        accepted at once, not after the cache's age.
+        """
+        now = time.monotonic()
+        ask = set()
+        for account_id in set(account_ids):
+            cached = self._cache.get(account_id)
+            fresh = cached is not None and (
+                self.max_age_seconds is None or now - cached[1] < self.max_age_seconds
+            )
+            if not (fresh and cached is not None and cached[0].exists):
+                ask.add(account_id)
+        if not ask:
+            return set()
+        rows = self.store.query(
+            "SELECT account_id, time_zone, plan FROM accounts FINAL"
+            " WHERE account_id IN {ids:Array(String)}",
+            {"ids": sorted(ask)},
+        ).rows
+        for account_id, tz, plan in rows:
+            self._cache[str(account_id)] = (AccountInfo(_zone(str(tz)), str(plan) or "free"), now)
+        return ask - {str(row[0]) for row in rows}
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -70,6 +70,10 @@ def batch(prefix: str, size: int) -> list[dict[str, Any]]:
     ]
 
 
+# The accounts the durability and hostile tests send usage for, created at first start.
+ACCOUNTS = ("acme", "globex", "umbrella", "a")
+
+
 @dataclass
 class Service:
     """One data directory; ``start`` runs `meterhouse run` on it, ``kill`` SIGKILLs it."""
@@ -119,7 +123,20 @@ class Service:
             time.sleep(0.1)
         if not self.token:
             self.token = self.admin("POST", "/api/v1/keys", {"source": SOURCE})["token"]
+            self.create_accounts(*ACCOUNTS)
         return self
+
+    def create_accounts(self, *account_ids: str) -> None:
+        """Accounts (UTC, free: as unknown ones were priced) through the admin SQL."""
+        values = ", ".join(f"('{a}', '{a}', 'UTC', 'free')" for a in account_ids)
+        self.admin(
+            "POST",
+            "/api/v1/sql",
+            {
+                "sql": f"INSERT INTO accounts (account_id, name, time_zone, plan) VALUES {values}",
+                "write": True,
+            },
+        )
 
     def _answers(self) -> bool:
         try:

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from collectors.plugin import install_ingest
-from meterhouse import keys
+from meterhouse import keys, tenants
 from meterhouse.service.app import ServiceContext, create_app
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
@@ -25,6 +25,8 @@ from tests.support.asgi import Answer, call
 
 ADMIN_TOKEN = "admin-token-for-tests"
 SOURCE = "platform.test"
+# Every account the ingest tests send usage for; "ghost" stays uncreated on purpose.
+ACCOUNTS = ("acme", "umbrella", "globex", "initech", "a", "wild", "from-data", "from-subject")
 
 
 @dataclass
@@ -70,6 +72,9 @@ def make_service(store: Store, **settings: Any) -> Service:
     )
     install_ingest(ctx)
     app = create_app(ctx)
+    for account in ACCOUNTS:  # ingest refuses usage of accounts nobody created
+        if tenants.get_account(store, account) is None:
+            tenants.create_account(store, account, actor="test")
     token = keys.create_key(store, purpose="ingest", source=SOURCE, actor="test")[1]
     return Service(app, store, ctx.registry, token)
 

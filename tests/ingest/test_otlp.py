@@ -248,3 +248,17 @@ def test_otlp_refuses_bad_keys_with_a_status(service: Service) -> None:
     )
     assert answer.status == 401
     assert status_pb2.Status.FromString(answer.body).code == 16
+
+
+def test_spans_of_an_unknown_account_are_refused_and_the_others_kept(service: Service) -> None:
+    known = json_span("00000000000000e1", CHAT)
+    stray = json_span("00000000000000e2", {**CHAT, "meterhouse.account.id": "ghost"})
+    answer = post_json(service, json_request([known, stray], RESOURCE))
+    assert answer.status == 200, answer.body
+    assert answer.json()["partialSuccess"] == {
+        "rejectedSpans": "1",
+        "errorMessage": "span 1: meterhouse.account.id: no account 'ghost': create it first "
+        "(`meterhouse accounts create ghost`) or fix the id",
+    }
+    accounts = service.store.query("SELECT account_id FROM usage_events").column("account_id")
+    assert accounts == ["acme"]
