@@ -12,15 +12,14 @@ import click
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import echo_outcome, format_option, render_dicts
-from meterhouse.cli.service_client import ServiceClient
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.notify import channels as ch
 from meterhouse.notify.alertmanager_config import render_file
 from meterhouse.notify.deliveries import delivery_log, test_channel
+from meterhouse.service.client import ServiceClient
 from meterhouse.settings import Settings
 from meterhouse.store import Store, open_store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
 
 OPERATORS_PATH = "_operators"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "alertmanager" / "alertmanager.yml"
@@ -126,12 +125,8 @@ def backend(cli: CliContext) -> Iterator[NotifyBackend]:
     try:
         store = open_store(cli.settings)
     except StoreLockedError as exc:
-        owner = read_owner(chdb_path(cli.settings.clickhouse_url))
-        url = cli.settings.service_url or exc.service_url
-        token = cli.settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-        if not url:
-            raise click.ClickException(str(exc)) from exc
-        yield ServiceNotify(url, token)
+        # The service delivers notifications: a test goes out through its dispatcher.
+        yield ServiceNotify(*cli.service_target(exc))
         return
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
