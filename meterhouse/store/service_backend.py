@@ -105,10 +105,16 @@ class ServiceStore(DescribedInsert):
     ) -> None:
         self.client = ServiceClient(url, token, timeout=timeout)
         self.url = self.client.url
-        self.database = "(service)"
-        # Access management is the server's: the service's store says, not this one.
+        # Access management (CREATE USER ...) is left to the service's own store.
         self.capabilities = Capabilities(writes=True, access_management=False)
         self.batch_bytes = batch_bytes
+        # The service's database: ad-hoc SQL confines queries to it by name.
+        self.database = "(service)"
+        try:
+            self.database = str(self.query("SELECT currentDatabase()").scalar())
+        except BaseException:
+            self.client.close()
+            raise
 
     def _post(self, op: str, sql: str, **kwargs: Any) -> Any:
         try:
@@ -116,12 +122,19 @@ class ServiceStore(DescribedInsert):
         except ServiceRefusedError as refused:
             body = refused.body
             code = body.get("code")
-            raise StoreError(
-                str(body.get("detail", refused)),
-                code=code if isinstance(code, int) else 0,
-                name=str(body.get("name", "")),
-                sql=sql,
-            ) from refused
+            if isinstance(code, int):  # ClickHouse refused the statement: its own words
+                raise StoreError(
+                    str(body.get("detail", refused)),
+                    code=code,
+                    name=str(body.get("name", "")),
+                    sql=sql,
+                ) from refused
+            hint = (
+                "; the CLI sends MH_ADMIN_TOKEN, or the token in the store's owner file"
+                if refused.status == 401
+                else ""
+            )
+            raise StoreError(f"{refused}{hint}", sql=sql) from refused
 
     def _statement(
         self,
