@@ -89,8 +89,8 @@ class ChdbStore(DescribedInsert):
                 f"process {pid}" if isinstance(pid, int) and _pid_alive(pid) else "another process"
             )
             hint = (
-                f" `meterhouse run` owns it and serves {service_url}: commands such as "
-                "`meterhouse sql` ask that service by themselves."
+                f" `meterhouse run` owns it and serves {service_url}: other meterhouse "
+                "commands use the store through that service by themselves."
                 if service_url
                 else " Stop that process, or point MH_CLICKHOUSE_URL at another directory."
             )

@@ -169,6 +169,21 @@ def test_the_endpoint_is_for_the_admin_token_and_bounded(service: RunningService
         f"{service.url}/api/v1/store/insert-arrow?table=x;DROP", data=b"", headers=admin
     )
     assert answer.status_code == 400, answer.text
+    odd_statements = [
+        {"sql": "SELECT {x:String}", "params": {"x": {"nested": [1, {"deeper": None}]}}},
+        {"sql": "SELECT 1", "settings": {"max_threads": {"not": "a number"}}},
+        {"sql": "SELECT 1", "settings": {"no such; setting": 1}},
+        {"sql": "SELECT 1", "params": [1, 2]},
+        {"sql": "SELECT 1", "params": {"x": 10**400}},
+    ]
+    for odd in odd_statements:  # whatever the store makes of them, never a 500
+        answer = requests.post(f"{service.url}/api/v1/store/query", json=odd, headers=admin)
+        assert answer.status_code in (200, 400), (odd, answer.text)
+        assert answer.json()
+    refused = requests.post(
+        f"{service.url}/api/v1/store/query", json=odd_statements[3], headers=admin
+    )
+    assert refused.status_code == 400 and "params" in refused.json()["detail"]
     tables = ServiceStore(service.url, ADMIN)
     assert "stolen" not in _tables(tables)
     tables.close()
