@@ -7,7 +7,9 @@ The fresh store gets what the README's first step gives a newcomer (`meterhouse 
 then the documented lines run as shown. What a line cannot say literally is filled in as
 a reader would: the ids the docs show as examples (a key, a channel, a run, a spool
 record) become the ones the commands before it made, the placeholders ACCOUNT, A, JOB and
-RUN_ID real ones, and paths outside this test's directory (/etc/...) a file in it.
+RUN_ID real ones, and paths outside this test's directory (/etc/...) a file in it. One
+refusal is documented: `users sync-clickhouse` (not --dry-run) needs a ClickHouse server
+and says so on the embedded store, down or up.
 External services are the local doubles other tests use, named by MH_* variables only:
 a Stripe-shaped server (tests/billing/stripe_fake.py) and an SMTP server (aiosmtpd).
 
