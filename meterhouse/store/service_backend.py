@@ -13,6 +13,7 @@ service's refusals become the same StoreError (code, name) as on the other backe
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -84,6 +85,8 @@ def from_json(value: Any, kind: str) -> Any:
         return Decimal(str(value))
     if base == "UUID":
         return UUID(str(value))
+    if isinstance(value, str) and re.fullmatch(r"U?Int\d+", base):
+        return int(value)  # a Map key: JSON object keys are strings
     if base.startswith("Array(") and isinstance(value, list):
         return [from_json(item, base[len("Array(") : -1]) for item in value]
     if base.startswith("Map(") and isinstance(value, dict):
