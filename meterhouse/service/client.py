@@ -9,6 +9,7 @@ administration, spool replay. One place says what a silent service or a refusal 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import requests
@@ -29,13 +30,17 @@ class ServiceClient:
             self.timeout = timeout
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
+        # A requests.Session is not promised to be thread-safe; the demo's in-process
+        # ingest service uses one store from several threads.
+        self._lock = threading.Lock()
 
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """The answer to one call; raises unless its status is below 400."""
         try:
-            answer = self._session.request(
-                method, f"{self.url}{path}", timeout=(CONNECT_SECONDS, self.timeout), **kwargs
-            )
+            with self._lock:
+                answer = self._session.request(
+                    method, f"{self.url}{path}", timeout=(CONNECT_SECONDS, self.timeout), **kwargs
+                )
         except requests.RequestException as exc:
             raise ServiceUnavailableError(
                 f"the store is held by `meterhouse run` at {self.url}, which did not answer: "

@@ -33,6 +33,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pytest
@@ -41,13 +42,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Sink
 from click.testing import CliRunner, Result
 
-from billing_sync.local_stripe import LocalStripe
 from exporters.spool import codec
 from exporters.spool.quarantine import DEAD_LETTER, KeptFolder
 from meterhouse.cli import cli
 from tests.billing.stripe_fake import FAKE_API_KEY, make_fake, seed_catalog
 from tests.newcomer.test_documented_commands import documented
 from tests.support.cli import METERHOUSE, RunningService, cli_env, free_port, running_service
+
+if TYPE_CHECKING:
+    from billing_sync.local_stripe import LocalStripe
 
 pytestmark = pytest.mark.timeout(900)
 
