@@ -207,9 +207,14 @@ def find_run(state: Pass) -> None:
 
 def run_service_command(state: Pass, tmp: Path) -> None:
     """`meterhouse run`: down, it starts, serves and stops with exit code 0 on SIGTERM;
-    up, it is the service every command of this pass goes through."""
+    up, it is the service every command of this pass goes through, and a second one
+    refuses, naming it."""
     if state.service is not None:
         assert requests.get(f"{state.service.url}/readyz", timeout=10).status_code == 200
+        # The one command that needs the data directory itself says what to do instead.
+        second = state.invoke("run", "--port", "0")
+        assert second.exit_code == 1 and "stop it first" in second.output, second.output
+        assert state.service.url in second.output
         return
     own = {k: v for k, v in state.env.items() if not k.startswith(("MH_CLICKHOUSE", "MH_SPOOL"))}
     (tmp / "run-alone").mkdir(exist_ok=True)
