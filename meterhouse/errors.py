@@ -29,6 +29,23 @@ class StoreUnavailableError(StoreError):
     """The store cannot be reached (server down, connection refused, time-out)."""
 
 
+class ServiceUnavailableError(StoreUnavailableError):
+    """The `meterhouse run` that holds the embedded store did not answer."""
+
+
+class ServiceRefusedError(MeterhouseError):
+    """The running service answered a request with an error status.
+
+    ``status`` is the HTTP status and ``body`` its problem+json answer (``detail``, and for
+    a statement ClickHouse refused, ``code`` and ``name``).
+    """
+
+    def __init__(self, message: str, *, status: int, body: dict[str, object]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
 class StoreLockedError(StoreError):
     """The embedded data directory is owned by another process."""
 

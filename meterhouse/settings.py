@@ -98,9 +98,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr = Field(
         default=SecretStr(""),
         description=(
-            "Bearer token for the service's admin endpoints (/api/v1/sql). Empty: a random "
-            "token is made at start and written, readable by the owner only, into the "
-            "embedded store's owner file, which local CLI calls read."
+            "Bearer token for the service's admin endpoints (/api/v1/sql, key administration, "
+            "and /api/v1/store, through which CLI commands use the store the service holds). "
+            "Empty: a random token is made at start and written, readable by the owner only, "
+            "into the embedded store's owner file, which local CLI calls read."
         ),
     )
     metrics_token: SecretStr = Field(

@@ -17,7 +17,6 @@ from meterhouse.logs import configure_logging
 from meterhouse.settings import Settings, mask_passwords, masked_url
 from meterhouse.store import Store, open_store
 from meterhouse.store.chdb_backend import chdb_path, read_owner
-from meterhouse.store.service_backend import ServiceStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +68,7 @@ class CliContext:
 
     def account_ids(self) -> list[str]:
         """Every account's id, for suggestions after a mistyped one."""
-        with self.open_reader() as store:
+        with self.open_store() as store:
             rows = store.query("SELECT account_id FROM accounts FINAL ORDER BY 1").rows
         return [str(row[0]) for row in rows]
 
@@ -79,28 +78,34 @@ class CliContext:
         return Settings(**merged)
 
     def open_store(self) -> Store:
-        try:
-            return open_store(self.settings)
-        except MeterhouseError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    def open_reader(self) -> Store:
-        """The store, or, while `meterhouse run` holds it, that service's read-only SQL."""
+        """The store; while `meterhouse run` holds the embedded one, the same Store through
+        that service (reads and writes alike), so every command works either way."""
         try:
             return open_store(self.settings)
         except StoreLockedError as locked:
+            from meterhouse.store.service_backend import ServiceStore
+
             url, token = self.service_target(locked)
-            return ServiceStore(url, token, timeout=self.settings.sql_max_seconds + 10)
+            return ServiceStore(url, token, batch_bytes=self.settings.ingest_max_body_bytes // 2)
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
 
-    def service_target(self, locked: StoreLockedError) -> tuple[str, str]:
+    def service_target(self, locked: StoreLockedError | None = None) -> tuple[str, str]:
         """URL and admin token of the `meterhouse run` that holds the embedded store."""
-        url = self.settings.service_url or locked.service_url
-        if not url:
-            raise click.ClickException(str(locked))
-        owner = read_owner(chdb_path(self.settings.clickhouse_url))
+        embedded = self.settings.clickhouse_url.startswith("chdb://")
+        owner = read_owner(chdb_path(self.settings.clickhouse_url)) if embedded else {}
+        url = (
+            self.settings.service_url
+            or (locked.service_url if locked else "")
+            or str(owner.get("service_url", ""))
+        )
         token = self.settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
+        if not url or not token:
+            raise click.ClickException(
+                str(locked)
+                if locked
+                else "no running `meterhouse run` found: set MH_SERVICE_URL and MH_ADMIN_TOKEN"
+            )
         return url.rstrip("/"), token
 
     @property

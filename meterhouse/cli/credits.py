@@ -1,8 +1,7 @@
 """`balance`, `statement`, `grants` and `budgets`: the credit ledger from the command line.
 
-Reads (`balance`, `statement`) also work while `meterhouse run` owns the embedded store:
-they then ask the service's read API. Changes (`grants add`, `budgets set|delete`,
-`statement --issue`) need the store itself.
+Every command here, reads and changes, also works while `meterhouse run` owns the
+embedded store: the store is then the service's (CliContext.open_store).
 """
 
 from __future__ import annotations
@@ -16,11 +15,10 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
-import requests
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
-from meterhouse.errors import MeterhouseError, StoreLockedError
+from meterhouse.errors import MeterhouseError
 from meterhouse.jsonable import Ratio
 from meterhouse.ledger import budgets as b
 from meterhouse.ledger.amounts import AmountError, jsonable, parse_credits, plain, shown
@@ -29,7 +27,6 @@ from meterhouse.ledger.grants import GRANT_KINDS, create_grant, list_grants
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement, issue_statement
 from meterhouse.ledger.statement_render import FORMATS, render
-from meterhouse.store import open_store
 from meterhouse.store.base import Store
 from meterhouse.tenants import now_utc
 
@@ -44,52 +41,6 @@ def _with_store(cli: CliContext, action: Callable[[Store], T]) -> T:
     with cli.open_store() as store:
         try:
             return action(store)
-        except (MeterhouseError, AmountError) as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-def _ask_service(
-    cli: CliContext, locked: StoreLockedError, path: str, params: dict[str, str]
-) -> requests.Response:
-    """GET a read route of the `meterhouse run` that holds the embedded store."""
-    url, token = cli.service_target(locked)
-    try:
-        answer = requests.get(
-            f"{url}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=120,
-        )
-    except requests.RequestException as exc:
-        raise click.ClickException(
-            f"the store is held by `meterhouse run` at {url}, which did not answer: {exc}"
-        ) from exc
-    if answer.status_code != 200:
-        try:
-            detail = answer.json().get("detail", answer.text)
-        except ValueError:
-            detail = answer.text
-        raise click.ClickException(f"{url} refused ({answer.status_code}): {detail}")
-    return answer
-
-
-def _read(
-    cli: CliContext,
-    local: Callable[[Store], str],
-    path: str,
-    params: dict[str, str],
-    remote: Callable[[requests.Response], str],
-) -> str:
-    """Run ``local`` on the store; if `meterhouse run` holds it, ask its API instead."""
-    try:
-        store = open_store(cli.settings)
-    except StoreLockedError as locked:
-        return remote(_ask_service(cli, locked, path, params))
-    except MeterhouseError as exc:
-        raise click.ClickException(str(exc)) from exc
-    with store:
-        try:
-            return local(store)
         except (MeterhouseError, AmountError) as exc:
             raise click.ClickException(str(exc)) from exc
 
@@ -165,16 +116,7 @@ def balance(cli: CliContext, account_id: str, at_text: str | None, fmt: str) -> 
         result: Balance = account_balance(store, account_id, at)
         return _balance_text(jsonable(result.to_dict()), fmt)
 
-    params = {"at": at_text} if at_text else {}
-    click.echo(
-        _read(
-            cli,
-            local,
-            f"/api/v1/accounts/{account_id}/balance",
-            params,
-            lambda answer: _balance_text(answer.json(), fmt),
-        )
-    )
+    click.echo(_with_store(cli, local))
 
 
 # statement ----------------------------------------------------------------------------
@@ -265,21 +207,7 @@ def statement(
             )
         return render(result, fmt, detail=detail)
 
-    if issue:
-        text = _with_store(cli, local)
-    else:
-        params = {"format": fmt, "team": team, "project": project}
-        if detail:
-            params["detail"] = "1"
-        if month_text:
-            params["month"] = month_text
-        text = _read(
-            cli,
-            local,
-            f"/api/v1/accounts/{account_id}/statement",
-            params,
-            lambda a: a.text if fmt != "json" else json.dumps(a.json(), indent=2),
-        )
+    text = _with_store(cli, local)
     if output is not None:
         output.write_text(text + "\n", encoding="utf-8")
         click.echo(f"wrote {output}", err=True)

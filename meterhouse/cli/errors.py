@@ -14,7 +14,12 @@ from collections.abc import Callable
 
 import click
 
-from meterhouse.errors import MeterhouseError, StoreError, StoreUnavailableError
+from meterhouse.errors import (
+    MeterhouseError,
+    ServiceUnavailableError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 _UNKNOWN_SCHEMA = {"UNKNOWN_TABLE", "UNKNOWN_DATABASE"}
 _MISSING_TABLE = re.compile(r"(?:identifier|[Tt]able) '?`?([\w.]+)`?'?")
@@ -49,6 +54,8 @@ def explain(
 ) -> str | None:
     """A message that says what went wrong and what to do, or None to keep the original."""
     cause = root_error(exc)
+    if isinstance(cause, ServiceUnavailableError):
+        return None  # it names the service that holds the store, not a ClickHouse server
     if isinstance(cause, StoreUnavailableError):
         return (
             f"cannot reach the ClickHouse server at {store_url}: it refused or did not answer "

@@ -28,7 +28,7 @@ account_option = click.option(
 
 
 def _query(cli: CliContext, action: Callable[[Store], T]) -> T:
-    with cli.open_reader() as store:
+    with cli.open_store() as store:
         try:
             return action(store)
         except MeterhouseError as exc:

@@ -15,12 +15,11 @@ import click
 from meterhouse import keys as k
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
-from meterhouse.cli.service_client import ServiceClient
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
 from meterhouse.jsonable import to_jsonable
+from meterhouse.service.client import ServiceClient
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
 from meterhouse.tenants import TenantError
 
 LIST_COLUMNS = (
@@ -93,12 +92,9 @@ def key_backend(cli: CliContext) -> Iterator[KeyBackend]:
     try:
         store = open_store(cli.settings)
     except StoreLockedError as exc:
-        owner = read_owner(chdb_path(cli.settings.clickhouse_url))
-        url = cli.settings.service_url or exc.service_url
-        token = cli.settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-        if not url:
-            raise click.ClickException(str(exc)) from exc
-        yield ServiceKeys(url, token)
+        # The service caches ingest keys: it must make the change, so a revocation counts
+        # on its next request.
+        yield ServiceKeys(*cli.service_target(exc))
         return
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,41 +6,25 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import echo_outcome, format_option, render_dicts
-from meterhouse.cli.service_client import ServiceClient
-from meterhouse.errors import MeterhouseError, StoreLockedError
+from meterhouse.errors import MeterhouseError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.notify import channels as ch
 from meterhouse.notify.alertmanager_config import render_file
 from meterhouse.notify.deliveries import delivery_log, test_channel
 from meterhouse.settings import Settings
-from meterhouse.store import Store, open_store
-from meterhouse.store.chdb_backend import chdb_path, read_owner
+from meterhouse.store import Store
 
-OPERATORS_PATH = "_operators"
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "alertmanager" / "alertmanager.yml"
 
 
-class NotifyBackend(Protocol):
-    def add(
-        self, account: str, fields: dict[str, Any], acting_user: str | None
-    ) -> dict[str, Any]: ...
-
-    def channels(self, account: str) -> list[dict[str, Any]]: ...
-    def remove(self, account: str, channel_id: str, acting_user: str | None) -> dict[str, Any]: ...
-
-    def test(self, account: str, channel_id: str, acting_user: str | None) -> dict[str, Any]: ...
-
-    def log(self, account: str | None, limit: int, alert: str) -> list[dict[str, Any]]: ...
-
-
 class StoreNotify:
-    """Straight on the store (no service running)."""
+    """Notification channels on a store (the service's, while `meterhouse run` holds it)."""
 
     def __init__(self, store: Store, settings: Settings, actor: str) -> None:
         self.store, self.settings, self.actor = store, settings, actor
@@ -79,63 +63,11 @@ class StoreNotify:
         return delivery_log(self.store, account, limit=limit, alert=alert)
 
 
-class ServiceNotify(ServiceClient):
-    """The same through the API of the `meterhouse run` that holds the embedded store."""
-
-    timeout = 60.0
-
-    @staticmethod
-    def _path(account: str) -> str:
-        return f"/api/v1/accounts/{account or OPERATORS_PATH}"
-
-    @staticmethod
-    def _no_acting(acting_user: str | None) -> None:
-        if acting_user:
-            raise click.UsageError(
-                "--as works on the store directly; with `meterhouse run` holding it, the "
-                "user acts through the API with their own read key"
-            )
-
-    def add(self, account: str, fields: dict[str, Any], acting_user: str | None) -> dict[str, Any]:
-        self._no_acting(acting_user)
-        return self._call("POST", self._path(account) + "/notification-channels", json=fields)
-
-    def channels(self, account: str) -> list[dict[str, Any]]:
-        return list(self._call("GET", self._path(account) + "/notification-channels")["channels"])
-
-    def remove(self, account: str, channel_id: str, acting_user: str | None) -> dict[str, Any]:
-        self._no_acting(acting_user)
-        path = self._path(account) + f"/notification-channels/{channel_id}"
-        return self._call("DELETE", path)
-
-    def test(self, account: str, channel_id: str, acting_user: str | None) -> dict[str, Any]:
-        self._no_acting(acting_user)
-        path = self._path(account) + f"/notification-channels/{channel_id}/test"
-        return self._call("POST", path)
-
-    def log(self, account: str | None, limit: int, alert: str) -> list[dict[str, Any]]:
-        if account is None:
-            raise click.UsageError("--all needs the store; name an --account while it is served")
-        params = {"limit": str(limit), "alert": alert}
-        path = self._path(account) + "/notifications"
-        return list(self._call("GET", path, params=params)["notifications"])
-
-
 @contextmanager
-def backend(cli: CliContext) -> Iterator[NotifyBackend]:
-    try:
-        store = open_store(cli.settings)
-    except StoreLockedError as exc:
-        owner = read_owner(chdb_path(cli.settings.clickhouse_url))
-        url = cli.settings.service_url or exc.service_url
-        token = cli.settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-        if not url:
-            raise click.ClickException(str(exc)) from exc
-        yield ServiceNotify(url, token)
-        return
-    except MeterhouseError as exc:
-        raise click.ClickException(str(exc)) from exc
-    with store:
+def backend(cli: CliContext) -> Iterator[StoreNotify]:
+    """The channels on the store, or on the store of the `meterhouse run` that holds it
+    (a test is then sent from this process, with its MH_SMTP_* and MH_NOTIFY_SECRET_KEY)."""
+    with cli.open_store() as store:
         try:
             yield StoreNotify(store, cli.settings, cli.actor)
         except MeterhouseError as exc:

@@ -7,7 +7,7 @@ import errno
 import click
 
 from meterhouse.cli.context import CliContext, pass_cli
-from meterhouse.errors import MeterhouseError
+from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.service.plugins import default_hooks
 from meterhouse.service.runner import serve
 
@@ -20,11 +20,21 @@ def run(cli: CliContext, host: str | None, port: int | None) -> None:
     """Serve the HTTP API: /healthz, /readyz, /metrics, /api/v1/sql and the collectors.
 
     Applies pending migrations first, then owns the store until stopped (Ctrl-C). While it
-    runs, `meterhouse sql` on the same machine asks it instead of opening the store.
+    runs, every other command on the same machine uses the store through it (reads and
+    changes alike) instead of opening the store.
     """
     settings = cli.with_settings(host=host, port=port)
     try:
         serve(settings, default_hooks())
+    except StoreLockedError as exc:
+        # The one command that needs the data directory itself: it cannot go through the
+        # service that holds it.
+        running = f" (serving {exc.service_url})" if exc.service_url else ""
+        raise click.ClickException(
+            f"{cli.store_dir} is held by process {exc.owner_pid or '?'}{running}; one "
+            "`meterhouse run` owns an embedded store at a time. Use that one, stop it first, "
+            "or point MH_CLICKHOUSE_URL at another directory."
+        ) from exc
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:

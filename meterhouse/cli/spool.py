@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 
 from exporters.spool import codec
 from exporters.spool.log import SegmentLog, SpoolError
@@ -23,8 +22,9 @@ from exporters.spool.replay import ReplayError, find, folders, payload_of, repla
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.jsonable import to_jsonable
+from meterhouse.service.client import ServiceClient
 from meterhouse.settings import Settings, default_data_dir
-from meterhouse.store.chdb_backend import chdb_path, read_owner
+from meterhouse.store.chdb_backend import chdb_path
 
 LIST_COLUMNS = ("kind", "name", "bytes", "reason", "kept_at")
 SAMPLE_ROWS = 3
@@ -119,7 +119,7 @@ def replay_cmd(cli: CliContext, name: str) -> None:
     try:
         log = SegmentLog(directory, max_bytes=1 << 62, segment_bytes=64 * 1024 * 1024)
     except SpoolError:
-        _replay_through_service(cli.settings, name)
+        _replay_through_service(cli, name)
         return
     try:
         replay(log, name)
@@ -130,26 +130,11 @@ def replay_cmd(cli: CliContext, name: str) -> None:
     click.echo(f"{name} is back in the spool {directory}; `meterhouse run` drains it")
 
 
-def _replay_through_service(settings: Settings, name: str) -> None:
-    owner = (
-        read_owner(chdb_path(settings.clickhouse_url))
-        if settings.clickhouse_url.startswith("chdb://")
-        else {}
-    )
-    url = settings.service_url or str(owner.get("service_url", ""))
-    token = settings.admin_token.get_secret_value() or str(owner.get("admin_token", ""))
-    if not url or not token:
-        raise click.ClickException(
-            "the spool is owned by a running `meterhouse run`: set MH_SERVICE_URL and "
-            "MH_ADMIN_TOKEN to replay through it, or stop it first"
-        )
-    answer = requests.post(
-        f"{url.rstrip('/')}/api/v1/spool/replay/{name}",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    )
-    if answer.status_code != 200:
-        raise click.ClickException(
-            f"{url} refused the replay ({answer.status_code}): {answer.text}"
-        )
+def _replay_through_service(cli: CliContext, name: str) -> None:
+    url, token = cli.service_target()
+    client = ServiceClient(url, token, timeout=60)
+    try:
+        client.request("POST", f"/api/v1/spool/replay/{name}")
+    finally:
+        client.close()
     click.echo(f"{name} is back in the spool of {url}; it drains now")

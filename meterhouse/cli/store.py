@@ -5,17 +5,14 @@ from __future__ import annotations
 import sys
 
 import click
-import requests
 
 from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.cli import QUERY_META
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import echo_outcome, format_option, render_result, render_rows
-from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
-from meterhouse.jsonable import result_from_json
+from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.settings import Settings, settings_markdown, settings_table, shown_values
-from meterhouse.store import open_store
-from meterhouse.store.base import QueryResult, Store
+from meterhouse.store.base import Store
 from meterhouse.store.migrations import Topology, applied, load_migrations
 from meterhouse.store.migrations import migrate as run_migrate
 
@@ -90,18 +87,11 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
     assert text is not None
     click.get_current_context().meta[QUERY_META] = text
     limits = AdhocLimits(cli.settings.sql_max_rows, cli.settings.sql_max_seconds)
-    try:
-        store = open_store(cli.settings)
-    except StoreLockedError as exc:
-        result = _ask_service(cli, exc, text, write)
-    except MeterhouseError as exc:
-        raise click.ClickException(str(exc)) from exc
-    else:
-        with store:
-            try:
-                result = run_adhoc(store, text, write=write, limits=limits)
-            except (AdhocSqlError, StoreError) as exc:
-                raise click.ClickException(str(exc)) from exc
+    with cli.open_store() as store:
+        try:
+            result = run_adhoc(store, text, write=write, limits=limits)
+        except (AdhocSqlError, StoreError) as exc:
+            raise click.ClickException(str(exc)) from exc
     click.echo(render_result(result, fmt))
     if result.row_count >= limits.max_rows:
         click.echo(
@@ -109,29 +99,6 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
             "or raise the setting to see more",
             err=True,
         )
-
-
-def _ask_service(cli: CliContext, locked: StoreLockedError, text: str, write: bool) -> QueryResult:
-    settings = cli.settings
-    url, token = cli.service_target(locked)
-    try:
-        answer = requests.post(
-            f"{url}/api/v1/sql",
-            json={"sql": text, "write": write},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=settings.sql_max_seconds + 10,
-        )
-    except requests.RequestException as exc:
-        raise click.ClickException(
-            f"the store is held by `meterhouse run` at {url}, which did not answer: {exc}"
-        ) from exc
-    if answer.status_code != 200:
-        try:
-            detail = answer.json().get("detail", answer.text)
-        except ValueError:
-            detail = answer.text
-        raise click.ClickException(f"{url} refused the query ({answer.status_code}): {detail}")
-    return result_from_json(answer.json())
 
 
 @click.command("settings")

@@ -1,4 +1,5 @@
-"""The ASGI app of `meterhouse run`: health, metrics, admin SQL, and the collectors' routes."""
+"""The ASGI app of `meterhouse run`: health, metrics, admin SQL, the store endpoint of
+local CLI commands (store_api.py), and the collectors' routes."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
 from meterhouse.logs import get_logger
 from meterhouse.service.limits import BodyLimit, json_body
+from meterhouse.service.store_api import store_routes
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
@@ -170,6 +172,7 @@ def create_app(ctx: ServiceContext) -> Starlette:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/sql", sql, methods=["POST"]),
+        *store_routes(ctx),
         *ctx.routes,
     ]
 

@@ -22,17 +22,14 @@ import chdb.session
 import pyarrow as pa
 
 from meterhouse.errors import StoreError, StoreLockedError
-from meterhouse.store.arrow_types import arrow_schema_for
 from meterhouse.store.base import (
     OWNER_FILE,
     Capabilities,
-    Columns,
     QueryResult,
-    Store,
     check_identifier,
-    column_lengths,
     param_text,
 )
+from meterhouse.store.described_insert import DescribedInsert
 from meterhouse.store.native import decode_native
 from meterhouse.store.wire import ARROW_OUTPUT, parse_engine_error, read_arrow_stream
 
@@ -63,7 +60,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class ChdbStore(Store):
+class ChdbStore(DescribedInsert):
     def __init__(self, url: str, database: str) -> None:
         self.url = url
         self.database = check_identifier(database)
@@ -82,7 +79,6 @@ class ChdbStore(Store):
                 raise self._open_error(f"{exc} {engine_said()}") from exc
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self._run(f"USE {self.database}")
-        self._schemas: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def _open_error(self, text: str) -> StoreError:
         if "Cannot lock file" in text or "already running" in text or _status_locked(self.path):
@@ -93,8 +89,8 @@ class ChdbStore(Store):
                 f"process {pid}" if isinstance(pid, int) and _pid_alive(pid) else "another process"
             )
             hint = (
-                f" `meterhouse run` owns it and serves {service_url}: commands such as "
-                "`meterhouse sql` ask that service by themselves."
+                f" `meterhouse run` owns it and serves {service_url}: other meterhouse "
+                "commands use the store through that service by themselves."
                 if service_url
                 else " Stop that process, or point MH_CLICKHOUSE_URL at another directory."
             )
@@ -151,47 +147,6 @@ class ChdbStore(Store):
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         self._run(sql, "Native", params, settings)
-
-    def table_columns(self, table: str) -> tuple[tuple[str, str], ...]:
-        """(name, type) of a table's insertable columns, cached per table."""
-        if table not in self._schemas:
-            described = self.query(f"DESCRIBE TABLE {check_identifier(table)}")
-            self._schemas[table] = tuple(
-                (row["name"], row["type"])
-                for row in described.dicts()
-                if row["default_type"] not in ("MATERIALIZED", "ALIAS")
-            )
-        return self._schemas[table]
-
-    def insert(
-        self,
-        table: str,
-        columns: Columns,
-        *,
-        settings: Mapping[str, Any] | None = None,
-    ) -> int:
-        count = column_lengths(columns)
-        if count == 0:
-            return 0
-        known = dict(self.table_columns(table))
-        unknown = [name for name in columns if name not in known]
-        if unknown:
-            raise StoreError(
-                f"table {table} has no column(s) {', '.join(unknown)}; it has {', '.join(known)}",
-                code=16,
-                name="NO_SUCH_COLUMN_IN_TABLE",
-            )
-        schema = arrow_schema_for([(name, known[name]) for name in columns])
-        try:
-            batch = pa.table(
-                {
-                    name: pa.array(list(values), type=schema.field(name).type)
-                    for name, values in columns.items()
-                }
-            )
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
-            raise StoreError(f"rows for table {table} do not fit its column types: {exc}") from exc
-        return self.insert_arrow(table, batch, settings=settings)
 
     def insert_arrow(
         self,

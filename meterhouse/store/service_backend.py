@@ -1,55 +1,53 @@
-"""Read-only backend: the store of a running `meterhouse run`, through its /api/v1/sql.
+"""Service-backed store: the store of a running `meterhouse run`, through its admin API.
 
-chdb lets one process own a data directory. While the service runs, CLI commands that
-only read send their SELECTs to its admin endpoint /api/v1/sql (read-only,
-bounded by MH_SQL_MAX_ROWS and MH_SQL_MAX_SECONDS) instead of opening the store. The
-endpoint takes SQL text only, so ``{name:Type}`` parameters are inlined as escaped,
-typed literals; values come back as JSON and are turned back into the Python types the
-local backends return (datetime, Decimal), by column type.
+chdb lets one process own a data directory. While `meterhouse run` holds it, CLI commands
+open this store instead: every statement, read or write, runs on the service's own store
+through its admin-only store endpoint (meterhouse/service/store_api.py), with the admin
+token from the owner file. Parameters travel as values and are bound by the service's
+store; query results come back as JSON with their column types and are turned back into
+the Python values the local backends return (Decimal, aware datetime, dict for Map);
+Arrow travels as Arrow IPC, so ``query_arrow`` and ``insert_arrow`` are exact. The
+service's refusals become the same StoreError (code, name) as on the other backends.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-import requests
-from clickhouse_connect.driver.binding import format_query_value
-
-from meterhouse.errors import StoreError, StoreUnavailableError
+from meterhouse.errors import ServiceRefusedError, StoreError
 from meterhouse.jsonable import result_from_json
-from meterhouse.store.base import (
-    Capabilities,
-    Columns,
-    QueryResult,
-    Store,
-    check_identifier,
-    normalize_param,
-)
+from meterhouse.service.client import ServiceClient
+from meterhouse.store.base import Capabilities, QueryResult, check_identifier, normalize_param
+from meterhouse.store.described_insert import DescribedInsert
+from meterhouse.store.wire import read_arrow_stream
 
-_PARAM = re.compile(r"\{(\w+):([^{}]+)\}")
-_INTEGER = re.compile(r"^U?Int(8|16|32|64|128|256)$")
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+STORE_API = "/api/v1/store"
+# Arrow bodies larger than this go in several requests (the service answers 413 past its
+# MH_INGEST_MAX_BODY_BYTES, whose default is 5 MiB).
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 
 
-def inline_params(sql: str, params: Mapping[str, Any] | None) -> str:
-    """Replace each ``{name:Type}`` with a literal of that type (quoted and escaped by
-    clickhouse-connect's client-side binding, so values cannot break out of it)."""
-    values = params or {}
-
-    def literal(match: re.Match[str]) -> str:
-        name, kind = match.group(1), match.group(2).strip()
-        if name not in values:
-            raise StoreError(f"query parameter {name!r} has no value")
-        value = values[name]
-        if _INTEGER.match(kind):
-            # Typed as the placeholder says, as the server binds it (LIMIT takes it too).
-            return f"CAST({int(value)} AS {kind})"
-        return f"CAST({format_query_value(normalize_param(value))} AS {kind})"
-
-    return _PARAM.sub(literal, sql)
+def wire_param(value: Any) -> Any:
+    """A parameter as JSON the service's store binds as the local stores bind the value."""
+    normalized = normalize_param(value)
+    if isinstance(normalized, list):
+        return [wire_param(item) for item in normalized]
+    if isinstance(normalized, date):
+        return normalized.isoformat()
+    if isinstance(normalized, UUID):
+        return str(normalized)
+    if isinstance(normalized, dict):
+        return {str(k): wire_param(v) for k, v in normalized.items()}
+    return normalized
 
 
 def _strip(kind: str) -> str:
@@ -57,6 +55,21 @@ def _strip(kind: str) -> str:
         while kind.startswith(wrapper):
             kind = kind[len(wrapper) : -1]
     return kind
+
+
+def _split_top(inner: str) -> list[str]:
+    """``String, Array(Decimal(38, 12))`` -> its top-level parts."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(inner):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(inner[start:index].strip())
+            start = index + 1
+    parts.append(inner[start:].strip())
+    return parts
 
 
 def from_json(value: Any, kind: str) -> Any:
@@ -70,21 +83,75 @@ def from_json(value: Any, kind: str) -> Any:
         return date.fromisoformat(str(value))
     if base.startswith("Decimal"):
         return Decimal(str(value))
+    if base == "UUID":
+        return UUID(str(value))
+    if isinstance(value, str) and re.fullmatch(r"U?Int\d+", base):
+        return int(value)  # a Map key: JSON object keys are strings
     if base.startswith("Array(") and isinstance(value, list):
         return [from_json(item, base[len("Array(") : -1]) for item in value]
+    if base.startswith("Map(") and isinstance(value, dict):
+        key_kind, value_kind = _split_top(base[len("Map(") : -1])
+        return {from_json(k, key_kind): from_json(v, value_kind) for k, v in value.items()}
     return value
 
 
-class ServiceStore(Store):
-    """A read-only Store over a running service's /api/v1/sql."""
+class ServiceStore(DescribedInsert):
+    """A full Store over a running service's admin store endpoint."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60) -> None:
-        self.url = url.rstrip("/")
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float | None = None,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        self.client = ServiceClient(url, token, timeout=timeout)
+        self.url = self.client.url
+        # Access management (CREATE USER ...) is left to the service's own store.
+        self.capabilities = Capabilities(writes=True, access_management=False)
+        self.batch_bytes = batch_bytes
+        # The service's database: ad-hoc SQL confines queries to it by name.
         self.database = "(service)"
-        self.capabilities = Capabilities(writes=False, access_management=False)
-        self.timeout = timeout
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"Bearer {token}"
+        try:
+            self.database = str(self.query("SELECT currentDatabase()").scalar())
+        except BaseException:
+            self.client.close()
+            raise
+
+    def _post(self, op: str, sql: str, **kwargs: Any) -> Any:
+        try:
+            return self.client.request("POST", f"{STORE_API}/{op}", **kwargs)
+        except ServiceRefusedError as refused:
+            body = refused.body
+            code = body.get("code")
+            if isinstance(code, int):  # ClickHouse refused the statement: its own words
+                raise StoreError(
+                    str(body.get("detail", refused)),
+                    code=code,
+                    name=str(body.get("name", "")),
+                    sql=sql,
+                ) from refused
+            hint = (
+                "; the CLI sends MH_ADMIN_TOKEN, or the token in the store's owner file"
+                if refused.status == 401
+                else ""
+            )
+            raise StoreError(f"{refused}{hint}", sql=sql) from refused
+
+    def _statement(
+        self,
+        op: str,
+        sql: str,
+        params: Mapping[str, Any] | None,
+        settings: Mapping[str, Any] | None,
+    ) -> Any:
+        payload = {
+            "sql": sql,
+            "params": {name: wire_param(value) for name, value in (params or {}).items()},
+            "settings": dict(settings or {}),
+        }
+        return self._post(op, sql, json=payload)
 
     def query(
         self,
@@ -93,27 +160,7 @@ class ServiceStore(Store):
         *,
         settings: Mapping[str, Any] | None = None,
     ) -> QueryResult:
-        text = inline_params(sql, params)
-        if settings:
-            text += "\nSETTINGS " + ", ".join(
-                f"{check_identifier(k)} = {int(v) if isinstance(v, bool) else v!r}"
-                for k, v in settings.items()
-            )
-        try:
-            answer = self._session.post(
-                f"{self.url}/api/v1/sql", json={"sql": text}, timeout=self.timeout
-            )
-        except requests.RequestException as exc:
-            raise StoreUnavailableError(
-                f"the store is held by `meterhouse run` at {self.url}, which did not answer: {exc}"
-            ) from exc
-        if answer.status_code != 200:
-            try:
-                detail = answer.json().get("detail", answer.text)
-            except ValueError:
-                detail = answer.text
-            raise StoreError(f"{self.url} refused the query ({answer.status_code}): {detail}")
-        result = result_from_json(answer.json())
+        result = result_from_json(self._statement("query", sql, params, settings).json())
         kinds = result.column_types
         rows = [
             tuple(from_json(v, k) for v, k in zip(row, kinds, strict=True)) for row in result.rows
@@ -127,17 +174,7 @@ class ServiceStore(Store):
         *,
         settings: Mapping[str, Any] | None = None,
     ) -> None:
-        raise StoreError("the service's SQL endpoint is used read-only here")
-
-    def insert(
-        self, table: str, columns: Columns, *, settings: Mapping[str, Any] | None = None
-    ) -> int:
-        raise StoreError("the service's SQL endpoint is used read-only here")
-
-    def insert_arrow(
-        self, table: str, data: Any, *, settings: Mapping[str, Any] | None = None
-    ) -> int:
-        raise StoreError("the service's SQL endpoint is used read-only here")
+        self._statement("command", sql, params, settings)
 
     def query_arrow(
         self,
@@ -145,19 +182,53 @@ class ServiceStore(Store):
         params: Mapping[str, Any] | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """The rows of ``query`` as Arrow, typed from the column types the service sent."""
-        import pyarrow as pa
+    ) -> pa.Table:
+        return read_arrow_stream(self._statement("query-arrow", sql, params, settings).content)
 
-        from meterhouse.store.arrow_types import arrow_type
-
-        result = self.query(sql, params, settings=settings)
-        return pa.table(
-            {
-                name: pa.array(result.column(name), type=arrow_type(kind))
-                for name, kind in zip(result.column_names, result.column_types, strict=True)
-            }
-        )
+    def insert_arrow(
+        self,
+        table: str,
+        data: pa.Table,
+        *,
+        settings: Mapping[str, Any] | None = None,
+    ) -> int:
+        check_identifier(table)
+        if data.num_rows == 0:
+            return 0
+        parts = _slices(data, self.batch_bytes)
+        given = dict(settings or {})
+        token = given.get("insert_deduplication_token")
+        for index, part in enumerate(parts):
+            part_settings = dict(given)
+            if token and len(parts) > 1:
+                # One token per slice: a replay of the same rows slices them alike, so each
+                # slice is still stored once.
+                part_settings["insert_deduplication_token"] = f"{token}-{index}"
+            self._post(
+                "insert-arrow",
+                f"INSERT INTO {table}",
+                params={"table": table, "settings": json.dumps(part_settings)},
+                data=_ipc(part),
+                headers={"Content-Type": "application/vnd.apache.arrow.stream"},
+            )
+        return int(data.num_rows)
 
     def close(self) -> None:
-        self._session.close()
+        self.client.close()
+
+
+def _ipc(data: pa.Table) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        writer.write_table(data)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _slices(data: pa.Table, limit: int) -> list[pa.Table]:
+    """The table in row slices of at most about ``limit`` bytes each."""
+    if data.nbytes <= limit:
+        return [data]
+    rows = max(1, data.num_rows * limit // max(data.nbytes, 1))
+    return [data.slice(start, rows) for start in range(0, data.num_rows, rows)]

@@ -2,7 +2,7 @@
 
 Parses each shown command line with the real command tree (no store needed): a required
 option the docs leave out, a renamed flag or a removed command fails here. Running them
-all against a store, with `meterhouse run` up and down, is the broader suite's job.
+all against a store, with `meterhouse run` down and up: test_documented_commands_run.py.
 """
 
 from __future__ import annotations

@@ -62,13 +62,19 @@ class RunningService:
 
 @contextmanager
 def running_service(
-    data_dir: Path, *, timeout: float = 60, log_path: Path | None = None, **env: str
+    data_dir: Path,
+    *,
+    timeout: float = 60,
+    log_path: Path | None = None,
+    host: str = "127.0.0.1",
+    **env: str,
 ) -> Iterator[RunningService]:
-    """`meterhouse run` on a free loopback port; stopped (and killed if need be) on exit."""
+    """`meterhouse run` on a free port (of the loopback address unless ``host`` says
+    otherwise, e.g. 0.0.0.0); reached at 127.0.0.1; stopped (killed if need be) on exit."""
     port = free_port()
     log = open(log_path or data_dir.parent / f"service-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [METERHOUSE, "run", "--host", "127.0.0.1", "--port", str(port)],
+        [METERHOUSE, "run", "--host", host, "--port", str(port)],
         env=cli_env(data_dir, **env),
         stdout=log,
         stderr=subprocess.STDOUT,
