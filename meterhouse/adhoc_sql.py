@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from meterhouse.errors import MeterhouseError
+from meterhouse.errors import MeterhouseError, StoreError
+from meterhouse.settings import Settings
 from meterhouse.store.base import QueryResult, Store
 
 _READ_KEYWORDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS")
@@ -65,6 +66,25 @@ class AdhocSqlError(MeterhouseError):
 class AdhocLimits:
     max_rows: int = 100_000
     max_seconds: int = 30
+    # The embedded engine of a running service runs one statement at a time: a query there
+    # holds every other request, so it gets MH_SQL_SHARED_MAX_SECONDS and says so when cut.
+    shared: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings, *, shared: bool) -> AdhocLimits:
+        seconds = settings.sql_max_seconds
+        if shared:
+            seconds = min(seconds, settings.sql_shared_max_seconds)
+        return cls(settings.sql_max_rows, seconds, shared)
+
+
+_SHARED_TIMEOUT = (
+    "the query ran longer than {} s, the limit of ad-hoc SQL on the embedded engine while "
+    "`meterhouse run` serves requests (MH_SQL_SHARED_MAX_SECONDS): that engine runs one "
+    "statement at a time, so a longer query would hold every other request. Narrow the "
+    "query, or stop the service and run it with `meterhouse sql` (MH_SQL_MAX_SECONDS "
+    "applies), or use a ClickHouse server"
+)
 
 
 def first_keyword(store: Store, sql: str) -> str:
@@ -161,6 +181,17 @@ def run_adhoc(store: Store, sql: str, *, write: bool = False, limits: AdhocLimit
                 f"{', '.join(_WRITE_KEYWORDS)}); schema changes go through migrations"
             )
     check_confined(store, sql)
+    try:
+        return _run_limited(store, sql, keyword, write, limits)
+    except StoreError as exc:
+        if limits.shared and exc.name == "TIMEOUT_EXCEEDED":
+            raise AdhocSqlError(_SHARED_TIMEOUT.format(limits.max_seconds)) from exc
+        raise
+
+
+def _run_limited(
+    store: Store, sql: str, keyword: str, write: bool, limits: AdhocLimits
+) -> QueryResult:
     time_limit = {"max_execution_time": limits.max_seconds}
     if keyword in _WRAPPABLE:
         # The limits apply to the outer query; the user's query has no SETTINGS of its own.

@@ -86,8 +86,8 @@ def sql(cli: CliContext, query: str | None, fmt: str, write: bool) -> None:
     text = query if query not in (None, "-") else sys.stdin.read()
     assert text is not None
     click.get_current_context().meta[QUERY_META] = text
-    limits = AdhocLimits(cli.settings.sql_max_rows, cli.settings.sql_max_seconds)
     with cli.open_store() as store:
+        limits = AdhocLimits.of(cli.settings, shared=store.capabilities.shared)
         try:
             result = run_adhoc(store, text, write=write, limits=limits)
         except (AdhocSqlError, StoreError) as exc:

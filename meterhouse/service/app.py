@@ -94,22 +94,6 @@ def bearer_token(request: Request) -> str:
     return token.strip() if scheme.lower() == "bearer" else ""
 
 
-_SHARED_TIMEOUT = (
-    "the query ran longer than {} s, the limit of ad-hoc SQL on the embedded engine while "
-    "`meterhouse run` serves requests (MH_SQL_SHARED_MAX_SECONDS): that engine runs one "
-    "statement at a time, so a longer query would hold every other request. Narrow the "
-    "query, or stop the service and run it with `meterhouse sql` (MH_SQL_MAX_SECONDS "
-    "applies), or use a ClickHouse server"
-)
-
-
-def shared_sql_seconds(ctx: ServiceContext) -> int:
-    """The time limit of an ad-hoc query the service runs beside everyone else's requests."""
-    if ctx.store.capabilities.data_dir is None:
-        return ctx.settings.sql_max_seconds  # a server runs queries side by side
-    return min(ctx.settings.sql_max_seconds, ctx.settings.sql_shared_max_seconds)
-
-
 def create_app(ctx: ServiceContext) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -150,7 +134,9 @@ def create_app(ctx: ServiceContext) -> Starlette:
             return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
         if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
             return problem(400, "Bad Request", 'body must be JSON: {"sql": "..."}')
-        limits = AdhocLimits(ctx.settings.sql_max_rows, shared_sql_seconds(ctx))
+        # A server runs queries side by side; the embedded engine one at a time.
+        shared = ctx.store.capabilities.data_dir is not None
+        limits = AdhocLimits.of(ctx.settings, shared=shared)
         try:
             result = await asyncio.to_thread(
                 run_adhoc,
@@ -162,8 +148,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
         except AdhocSqlError as exc:
             return problem(400, "Bad Request", str(exc))
         except StoreError as exc:
-            if exc.name == "TIMEOUT_EXCEEDED" and limits.max_seconds < ctx.settings.sql_max_seconds:
-                return problem(400, "Query failed", _SHARED_TIMEOUT.format(limits.max_seconds))
             return problem(400, "Query failed", str(exc), code=exc.code)
         return JSONResponse(result_to_json(result))
 

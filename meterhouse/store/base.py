@@ -63,12 +63,14 @@ class Capabilities:
     ``data_dir``: the directory of an engine embedded in this process (its owner file and
     the default spool live there), None for a remote server. ``writes``: inserts and DDL
     are allowed. ``access_management``: CREATE USER / ROLE / ROW POLICY run for real (a
-    server); the embedded engine only parses them.
+    server); the embedded engine only parses them. ``shared``: statements run on the
+    embedded engine of a running service, one at a time beside its requests.
     """
 
     data_dir: Path | None = None
     writes: bool = True
     access_management: bool = True
+    shared: bool = False
 
 
 class Store(abc.ABC):

@@ -109,7 +109,7 @@ class ServiceStore(DescribedInsert):
         self.client = ServiceClient(url, token, timeout=timeout)
         self.url = self.client.url
         # Access management (CREATE USER ...) is left to the service's own store.
-        self.capabilities = Capabilities(writes=True, access_management=False)
+        self.capabilities = Capabilities(writes=True, access_management=False, shared=True)
         self.batch_bytes = batch_bytes
         # The service's database: ad-hoc SQL confines queries to it by name.
         self.database = "(service)"

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import requests
+from click.testing import CliRunner
 
+from meterhouse.cli import cli
 from tests.durability.service import Service
 
 ADMIN = {"Authorization": "Bearer durability-admin"}
@@ -57,5 +59,14 @@ def test_a_long_admin_query_holds_a_tenant_read_for_the_shared_limit_at_most(
             f"{service.url}/api/v1/sql", json={"sql": "SELECT 1 AS one"}, headers=ADMIN, timeout=30
         )
         assert quick.status_code == 200 and quick.json()["rows"] == [[1]]
+
+        # `meterhouse sql` goes through the service's store while the service holds the
+        # engine: the same bound, the same advice.
+        env = {"MH_CLICKHOUSE_URL": f"chdb://{service.data_dir}", "MH_SQL_SHARED_MAX_SECONDS": "2"}
+        started = time.monotonic()
+        cut = CliRunner().invoke(cli, ["sql", LONG], env=env)
+        assert cut.exit_code == 1, cut.output
+        assert "MH_SQL_SHARED_MAX_SECONDS" in cut.output
+        assert time.monotonic() - started < 6.0
     finally:
         service.stop()
