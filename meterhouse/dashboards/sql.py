@@ -71,3 +71,31 @@ def major_units(amount: str, currency: str = "currency") -> str:
         f"if(lower({currency}) IN ({zero_decimal}), toDecimal128({amount}, 2), "
         f"toDecimal128({amount}, 2) / 100)"
     )
+
+
+# Whole hours inside the time range ($__timeFilter's [from, to], in whole seconds): the
+# first hour that starts at or after `from`, up to the hour that contains `to`. Panels read
+# these hours from an hourly rollup and the instants outside them (the partial hours at
+# the edges, or the whole range when it is shorter) from the events, so their cost follows
+# the number of hours in the range, not the number of events (docs/dashboards.md).
+FIRST_WHOLE_HOUR: Final = "toStartOfHour($__fromTime + INTERVAL 3599 SECOND, 'UTC')"
+END_OF_WHOLE_HOURS: Final = "toStartOfHour($__toTime, 'UTC')"
+WHOLE_HOURS: Final = f"hour >= {FIRST_WHOLE_HOUR} AND hour < {END_OF_WHOLE_HOURS}"
+
+
+def outside_whole_hours(column: str) -> str:
+    """``column`` in the time range but not in one of its whole hours (exact complement)."""
+    return (
+        f"$__timeFilter({column}) AND ({column} < {FIRST_WHOLE_HOUR} "
+        f"OR {column} >= greatest({FIRST_WHOLE_HOUR}, {END_OF_WHOLE_HOURS}))"
+    )
+
+
+MONEY: Final = "Decimal(38, 12)"
+TIME: Final = "DateTime64(3, 'UTC')"
+
+
+def plain(column: str, type_name: str, alias: str | None = None) -> str:
+    """A rollup's SimpleAggregateFunction column as its plain type (what the plugin reads,
+    and what a UNION with the events' own columns needs)."""
+    return f"CAST({column} AS {type_name}) AS {alias or column}"
