@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -114,6 +115,8 @@ def main() -> int:
         )
     finally:
         store.close()
+        if args.keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

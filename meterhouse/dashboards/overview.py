@@ -12,6 +12,7 @@ from meterhouse.dashboards.sql import (
     TENANT_FILTER,
     TZ,
     change,
+    runs,
 )
 
 UID = "meterhouse-overview"
@@ -83,13 +84,16 @@ WHERE {TENANT_FILTER}
 
 # Compute time is measured on the runs themselves (finished runs' durations), so it is
 # there whether or not the price book charges for job seconds.
+RUNS_THIS_AND_LAST_MONTH = (
+    "status_rank = 3 AND event_time >= last_month_start AND event_time <= local_now"
+)
 TIME_SQL = f"""{CALENDAR}
 SELECT
     sumIf(duration_ms, finished_at >= month_start) / 1000 AS "This month",
     sumIf(duration_ms, finished_at < month_start AND finished_at <= same_time_last_month) / 1000
         AS "Last month, same days",
     {change('"This month"', '"Last month, same days"')} AS "Change"
-FROM job_runs_current
+FROM {runs(RUNS_THIS_AND_LAST_MONTH)}
 WHERE {TENANT_FILTER}
   AND finished_at >= last_month_start AND finished_at <= local_now
 """

@@ -99,3 +99,58 @@ def plain(column: str, type_name: str, alias: str | None = None) -> str:
     """A rollup's SimpleAggregateFunction column as its plain type (what the plugin reads,
     and what a UNION with the events' own columns needs)."""
     return f"CAST({column} AS {type_name}) AS {alias or column}"
+
+
+def runs(events: str) -> str:
+    """``job_runs_current`` of the selected account, for the runs with an event matching
+    ``events`` (a condition on job_run_events) only.
+
+    The view merges the aggregate state of every run of every account before a WHERE
+    applies; a dashboard asks about the runs that ended in its range, which the run events
+    (partitioned by month, ordered by account) find first. Same columns as the view
+    (clickhouse/schema/0004_jobs.sql), so a panel reads it the same way.
+    """
+    return f"""(
+    SELECT
+        account_id,
+        run_id,
+        any(team_id) AS team_id,
+        any(project_id) AS project_id,
+        any(job_id) AS job_id,
+        any(kind) AS kind,
+        argMaxMerge(state) AS status,
+        min(queued_at) AS queued_at,
+        min(started_at) AS started_at,
+        max(finished_at) AS finished_at,
+        if(status IN ('succeeded', 'failed', 'cancelled', 'timed_out')
+           AND started_at IS NOT NULL,
+           dateDiff('millisecond', started_at, finished_at), NULL) AS duration_ms,
+        max(error_type) AS error_type,
+        max(error_message) AS error_message,
+        max(last_event_at) AS last_event_at
+    FROM job_runs
+    WHERE {ACCOUNT_FILTER} AND run_id IN (
+        SELECT run_id FROM job_run_events WHERE {ACCOUNT_FILTER} AND {events}
+    )
+    GROUP BY account_id, run_id
+)"""
+
+
+# Runs without a final state, from the runs' plain columns (no aggregate state to merge):
+# a run is running once it has a start and queued before; its latest state is then the
+# one the view would give (a final state outranks both).
+OPEN_RUNS: Final = f"""(
+    SELECT
+        account_id,
+        run_id,
+        any(team_id) AS team_id,
+        any(project_id) AS project_id,
+        CAST(any(job_id) AS String) AS job_id,
+        CAST(any(kind) AS String) AS kind,
+        min(started_at) AS started_at,
+        if(started_at IS NULL, 'queued', 'running') AS status
+    FROM job_runs
+    WHERE {ACCOUNT_FILTER}
+    GROUP BY account_id, run_id
+    HAVING max(finished_at) IS NULL
+)"""

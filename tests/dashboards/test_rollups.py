@@ -10,7 +10,8 @@ from pathlib import Path
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
-from meterhouse.dashboards import usage
+from meterhouse.dashboards import jobs, overview, usage
+from meterhouse.dashboards import sql as dashboard_sql
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.catalog import Catalog
@@ -156,3 +157,51 @@ def test_rollups_equal_a_recount_after_replay_and_reprice(migrated_store: Store)
     assert not repaired.daily_was_exact
     assert not recount_differences(store)
     assert Decimal(0) < result.credits_after
+
+
+# The run panels pre-filter runs by their events; the view they replace reads all runs.
+ALL_OPEN_RUNS = """(
+    SELECT account_id, run_id, team_id, project_id, CAST(job_id AS String) AS job_id,
+        CAST(kind AS String) AS kind, started_at, status
+    FROM job_runs_current
+    WHERE status IN ('queued', 'running')
+)"""
+
+
+def _through_the_view(sql: str) -> str:
+    for events in (
+        jobs.FINISHED_IN_RANGE,
+        jobs.FAILED_IN_RANGE,
+        jobs.SUCCEEDED_OF_RUNNING_JOBS,
+        overview.RUNS_THIS_AND_LAST_MONTH,
+    ):
+        sql = sql.replace(dashboard_sql.runs(events), "job_runs_current")
+    return sql.replace(dashboard_sql.OPEN_RUNS, ALL_OPEN_RUNS)
+
+
+def test_run_panels_equal_reading_every_run(migrated_store: Store) -> None:
+    store = migrated_store
+    data = load_demo(store, scale=0.25)
+    panels = {
+        "runs": jobs.RUNS_NOW_SQL,
+        "duration": jobs.DURATION_SQL,
+        "stuck": jobs.STUCK_SQL,
+        "failed": jobs.FAILED_SQL,
+        "time": overview.TIME_SQL,
+    }
+    found: dict[str, int] = dict.fromkeys(panels, 0)
+    for tenant in data.tenants:
+        for time_from, time_to in RANGES:
+            ctx = _ctx(tenant.account_id, time_from, time_to)
+            ctx.variables = {
+                **ctx.variables,
+                "job_kind": Variable("job_kind", [ALL]),
+                "tz": Variable("tz", tenant.time_zone),
+            }
+            for name, sql in panels.items():
+                reference = _through_the_view(sql)
+                assert reference != sql, f"{name}: no pre-filter found to replace"
+                got = store.query(expand(sql, ctx)).rows
+                assert got == store.query(expand(reference, ctx)).rows, (name, time_from)
+                found[name] += sum(1 for row in got if any(v not in (0, None) for v in row))
+    assert all(found.values()), found
