@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
-from meterhouse.dashboards.events import UID as EVENTS_UID
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import Board, link
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import ACCOUNT_FILTER, OPEN_RUNS, TENANT_FILTER, runs
 
-UID = "meterhouse-jobs"
+UID = links.JOBS
 
 JOB_KIND_FILTER = "$__conditionalAll(kind IN (${job_kind:singlequote}), $job_kind)"
 JOB_FILTER = f"{TENANT_FILTER} AND {JOB_KIND_FILTER}"
 
-EVENTS_OF_RUN = (
-    f"/d/{EVENTS_UID}?var-account=${{account}}&var-run=${{__data.fields.run_id}}"
-    "&${__url_time_range}"
-)
+EVENTS_OF_RUN = links.url(links.EVENTS, values={"run": "${__data.fields.run_id}"})
 
 ACTIVE_SQL = f"""SELECT
     countIf(kind = 'scheduler') AS scheduler,

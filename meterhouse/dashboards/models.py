@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import ACCOUNTS_FILTER
 
-UID = "meterhouse-models"
+UID = links.MODELS
 
 # The price in force at the end of the time range, one row per model.
 CURRENT_PRICES = """(
@@ -130,7 +130,16 @@ def build() -> Board:
             Note=Kind.STRING,
         ),
         description="Per model in the time range: calls, tokens, credits and USD, with the "
-        "catalog price per million tokens.",
+        "catalog price per million tokens. Click a model for its lines in the usage "
+        "statement (of the first selected account).",
+        cell_links={
+            "Model": links.to_board(
+                "Usage statement of this model",
+                links.USAGE,
+                ("account",),
+                {"kind": "model", "item": "${__data.fields.Model}"},
+            )
+        },
         units={"Credits": CREDITS, "USD": USD, "Input tokens": "short", "Output tokens": "short"}
         | mtok,
         h=9,

@@ -7,9 +7,10 @@ their panels stay empty until they are.
 
 from __future__ import annotations
 
+from meterhouse.dashboards import links
 from meterhouse.dashboards.grafana import Board
 
-UID = "meterhouse-pipeline-health"
+UID = links.PIPELINE
 
 RATE = "$__rate_interval"
 

@@ -48,6 +48,12 @@ LOCAL_DATE_RANGE: Final = (
 )
 
 
+# A local date as a time column: 00:00 UTC of that date. Panels of days draw their axis
+# in UTC (``Board.timeseries(days=True)``), so the account's Nov 3 shows on Nov 3 for a
+# viewer in any time zone, instead of at the account's midnight in the viewer's zone.
+LOCAL_DAY: Final = "toDateTime(local_date, 'UTC')"
+
+
 def change(current: str, previous: str) -> str:
     """Relative change from ``previous`` to ``current`` (0.25 = +25%); NULL without a base."""
     return (

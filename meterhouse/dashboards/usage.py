@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import (
@@ -16,7 +16,7 @@ from meterhouse.dashboards.sql import (
     plain,
 )
 
-UID = "meterhouse-usage-statement"
+UID = links.USAGE
 
 ITEMS_SQL = (
     "SELECT DISTINCT item FROM usage_daily "
@@ -137,6 +137,7 @@ def build() -> Board:
         h=4,
         units={"Credits": CREDITS, "USD": USD, "Events": "short", "Unpriced events": "short"},
         decimals=2,
+        links=[links.to_board("Overview: balance and budgets", links.OVERVIEW)],
     )
     board.table(
         "Statement",
