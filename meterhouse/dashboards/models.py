@@ -5,7 +5,7 @@ from __future__ import annotations
 from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
-from meterhouse.dashboards.sql import ACCOUNTS_FILTER
+from meterhouse.dashboards.sql import ACCOUNTS_FILTER, LOCAL_DAY
 
 UID = links.MODELS
 
@@ -74,7 +74,7 @@ ORDER BY "Credits" DESC, "Calls" DESC
 """
 
 SPEND_SQL = f"""SELECT
-    toDateTime(local_date) AS time,
+    {LOCAL_DAY} AS time,
     item,
     sum(credits) AS credits
 FROM usage_daily
@@ -84,7 +84,7 @@ ORDER BY time, item
 """
 
 TOKENS_SQL = f"""SELECT
-    toDateTime(local_date) AS time,
+    {LOCAL_DAY} AS time,
     item,
     sum(quantity) AS tokens
 FROM usage_daily
@@ -153,6 +153,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="item",
+        days=True,
     )
     board.timeseries(
         "Tokens by model",
@@ -163,6 +164,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="item",
+        days=True,
     )
     board.table(
         "Unpriced model calls",

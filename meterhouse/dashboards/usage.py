@@ -7,10 +7,10 @@ from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import (
     LOCAL_DATE_RANGE,
+    LOCAL_DAY,
     MONEY,
     TENANT_FILTER,
     TIME,
-    TZ,
     WHOLE_HOURS,
     outside_whole_hours,
     plain,
@@ -100,7 +100,7 @@ ORDER BY "Day" DESC, "Credits" DESC, "Kind", "Item", "Usage"
 """
 
 DAILY_USD_SQL = f"""SELECT
-    toDateTime(local_date, {TZ}) AS time,
+    {LOCAL_DAY} AS time,
     kind,
     sum(usd) AS usd
 FROM usage_daily
@@ -175,6 +175,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="kind",
+        days=True,
     )
     board.table(
         "Daily lines",

@@ -82,7 +82,7 @@ def test_some_expressions_have_data(stack: Stack) -> None:
     with_data = [
         name for name, expr in {**RULES, **PANELS}.items() if stack.query(expr)["data"]["result"]
     ]
-    assert any("Scrape targets up" in name for name in with_data), with_data
+    assert any("Targets down" in name for name in with_data), with_data
     assert len(with_data) >= 3, with_data
 
 

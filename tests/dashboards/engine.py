@@ -112,7 +112,9 @@ def resolve_variables(
             options = [str(row[0]) for row in store.query(expand(model["query"], ctx)).rows]
         else:
             raise AssertionError(f"${name}: variable type {kind!r} is not handled by this test")
-        resolved[name] = Variable(name, _choose(model, options, pick), options=options)
+        resolved[name] = Variable(
+            name, _choose(model, options, pick), options=options, all_value=model.get("allValue")
+        )
     return resolved
 
 
