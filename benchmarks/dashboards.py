@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -108,6 +109,8 @@ def main() -> int:
                     "generated": generated,
                     "stored": stored,
                     "grow_s": round(grow_s, 1),
+                    # The machine's load: figures taken beside other work are slower.
+                    "load_average": [round(x, 1) for x in os.getloadavg()],
                     "repeat": repeat,
                     "states": [state.name for state in STATES],
                 }
