@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))  # the shared engine helpers live in tests/dashboa
 
 from meterhouse.dashboards import build_boards  # noqa: E402
 from meterhouse.dashboards.grafana import Board  # noqa: E402
+from meterhouse.dashboards.macros import QueryContext, expand  # noqa: E402
 from meterhouse.store.base import Store  # noqa: E402
 from meterhouse.store.chdb_backend import ChdbStore  # noqa: E402
 from meterhouse.store.migrations import migrate  # noqa: E402
@@ -59,7 +60,6 @@ from tests.dashboards.engine import (  # noqa: E402
     load_demo,
     resolve_variables,
 )
-from tests.dashboards.macros import QueryContext, expand  # noqa: E402
 
 SHORT_EVENTS = 60_000
 # Rows per Arrow insert: a few copies of the demo at a time keeps memory bounded.

@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
+from meterhouse.dashboards.macros import QueryContext, Variable, interpolate
 from tests.alerting.stack import RULES_DIR, Stack, wait_until
-from tests.dashboards.macros import QueryContext, Variable, interpolate
 
 REPO = Path(__file__).resolve().parents[2]
 # What Grafana would use: a 1 hour range, 15 s scrape interval (the data source's

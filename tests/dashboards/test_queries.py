@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from meterhouse.dashboards.grafana import Board
+from meterhouse.dashboards.macros import QueryContext, Variable, expand
 from meterhouse.dashboards.overview import BALANCE_SQL
 from meterhouse.dashboards.spec import Kind, SqlQuery
 from meterhouse.ledger.balance import account_balance
@@ -30,7 +31,6 @@ from tests.dashboards.engine import (
     load_demo,
     resolve_variables,
 )
-from tests.dashboards.macros import QueryContext, Variable, expand
 
 
 @pytest.fixture

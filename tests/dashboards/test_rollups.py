@@ -12,6 +12,7 @@ from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
 from meterhouse.dashboards import jobs, overview, usage
 from meterhouse.dashboards import sql as dashboard_sql
+from meterhouse.dashboards.macros import ALL, QueryContext, Variable, expand
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.catalog import Catalog
@@ -21,7 +22,6 @@ from meterhouse.rating.reprice import reprice
 from meterhouse.rating.rollups import USAGE_ROLLUPS
 from meterhouse.store.base import Store
 from tests.dashboards.engine import END, INTERVAL, START, load_demo
-from tests.dashboards.macros import ALL, QueryContext, Variable, expand
 
 # The Statement and Totals as they were before the rollups: every event of the range.
 RAW_STATEMENT = """SELECT
