@@ -9,6 +9,7 @@ import click
 from meterhouse.access.grafana_sync import put_dashboard
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
+from meterhouse.cli.users import grafana_api_options
 from meterhouse.dashboards import DashboardsError, compare, custom, default_directory, write
 from meterhouse.errors import MeterhouseError
 
@@ -101,8 +102,9 @@ def catalogue_cmd(fmt: str) -> None:
 
 @custom_group.command("validate")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@format_option
 @pass_cli
-def validate_cmd(cli: CliContext, path: Path) -> None:
+def validate_cmd(cli: CliContext, path: Path, fmt: str) -> None:
     """Check a custom dashboard file, then run every one of its queries on the store.
 
     Each problem names the file's line and the key (exit 1). The queries run with the
@@ -118,6 +120,9 @@ def validate_cmd(cli: CliContext, path: Path) -> None:
             raise click.ClickException(f"{len(exc.problems)} query problem(s)") from None
         except MeterhouseError as exc:
             raise click.ClickException(str(exc)) from exc
+    if fmt == "json":
+        click.echo(render_dicts([{"file": str(path), "valid": True, "queries": ran}], "json"))
+        return
     click.echo(f"{path}: valid; {ran} queries ran on the store")
 
 
@@ -144,14 +149,9 @@ def render_cmd(path: Path, out_path: Path | None) -> None:
 
 @custom_group.command("sync")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000.")
-@click.option("--token", default="", help="Grafana service account token (org Admin role).")
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the token from this file instead (keeps it out of the process list).",
-)
-def sync_cmd(path: Path, url: str, token: str, token_file: Path | None) -> None:
+@grafana_api_options
+@format_option
+def sync_cmd(path: Path, url: str, token: str, token_file: Path | None, fmt: str) -> None:
     """Put a custom dashboard into its account's Grafana folder (made by `meterhouse users
     sync-grafana`). Idempotent: an unchanged dashboard is not written again."""
     board = _load(path)
@@ -161,4 +161,8 @@ def sync_cmd(path: Path, url: str, token: str, token_file: Path | None) -> None:
         outcome = put_dashboard(url, token, board.account, custom.build(board).dashboard)
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
+    if fmt == "json":
+        row = {"uid": board.uid, "account": board.account, "outcome": outcome}
+        click.echo(render_dicts([row], "json"))
+        return
     click.echo(f"{board.uid}: {outcome} in the folder of {board.account}")
