@@ -17,7 +17,6 @@ from meterhouse.dashboards.sql import (
     change,
     outside_whole_hours,
     plain,
-    runs,
 )
 
 UID = links.OVERVIEW
@@ -96,20 +95,18 @@ WHERE {TENANT_FILTER}
   AND local_date >= last_month AND local_date <= toDate(local_now)
 """
 
-# Compute time is measured on the runs themselves (finished runs' durations), so it is
-# there whether or not the price book charges for job seconds.
-RUNS_THIS_AND_LAST_MONTH = (
-    "status_rank = 3 AND event_time >= last_month_start AND event_time <= local_now"
-)
+# Compute time as the runs' final events report it (the compute seconds each finished run
+# is charged for: usage lines of kind job, kept whether or not a price applies), from the
+# daily rollup like the credits beside it: its cost does not grow with the number of runs.
 TIME_SQL = f"""{CALENDAR}
 SELECT
-    sumIf(duration_ms, finished_at >= month_start) / 1000 AS "This month",
-    sumIf(duration_ms, finished_at < month_start AND finished_at <= same_time_last_month) / 1000
+    sumIf(quantity, local_date >= this_month) AS "This month",
+    sumIf(quantity, local_date < this_month AND toDayOfMonth(local_date) <= day_of_month)
         AS "Last month, same days",
     {change('"This month"', '"Last month, same days"')} AS "Change"
-FROM {runs(RUNS_THIS_AND_LAST_MONTH)}
-WHERE {TENANT_FILTER}
-  AND finished_at >= last_month_start AND finished_at <= local_now
+FROM usage_daily
+WHERE {TENANT_FILTER} AND kind = 'job' AND usage_type = 'compute_seconds'
+  AND local_date >= last_month AND local_date <= toDate(local_now)
 """
 
 DAILY_SPEND_SQL = f"""SELECT
@@ -299,8 +296,9 @@ def build() -> Board:
             **{"This month": Kind.NUMBER, "Last month, same days": Kind.NUMBER},
             Change=Kind.NUMBER,
         ),
-        description="Compute time of the job runs that finished this month, against the "
-        "same days of last month. Click for the jobs.",
+        description="Compute time of the job runs that finished this month (the seconds "
+        "their final events report, as charged), against the same days of last month. "
+        "Click for the jobs.",
         w=10,
         unit="s",
         units=change_unit,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
-from meterhouse.dashboards import jobs, overview, usage
+from meterhouse.dashboards import jobs, usage
 from meterhouse.dashboards import sql as dashboard_sql
 from meterhouse.dashboards.macros import ALL, QueryContext, Variable, expand
 from meterhouse.processing.accounts import AccountDirectory
@@ -173,7 +173,6 @@ def _through_the_view(sql: str) -> str:
         jobs.FINISHED_IN_RANGE,
         jobs.FAILED_IN_RANGE,
         jobs.SUCCEEDED_OF_RUNNING_JOBS,
-        overview.RUNS_THIS_AND_LAST_MONTH,
     ):
         sql = sql.replace(dashboard_sql.runs(events), "job_runs_current")
     return sql.replace(dashboard_sql.OPEN_RUNS, ALL_OPEN_RUNS)
@@ -187,7 +186,6 @@ def test_run_panels_equal_reading_every_run(migrated_store: Store) -> None:
         "duration": jobs.DURATION_SQL,
         "stuck": jobs.STUCK_SQL,
         "failed": jobs.FAILED_SQL,
-        "time": overview.TIME_SQL,
     }
     found: dict[str, int] = dict.fromkeys(panels, 0)
     for tenant in data.tenants:
