@@ -14,7 +14,7 @@
    table by table, or the script fails.
 3. For each dashboard and each variable state of tests/dashboards (defaults, narrowed,
    quoted), the variables are resolved as Grafana does and every target is expanded with
-   tests/dashboards/macros.py and run ``--repeat`` times after one unmeasured warm-up.
+   meterhouse/dashboards/macros.py and run ``--repeat`` times after one unmeasured warm-up.
 
 Prints JSON lines: one ``{"record": "panel", ...}`` per panel (p50/p95/max of its target
 over states and repeats), one ``{"record": "dashboard", ...}`` per dashboard (the time of

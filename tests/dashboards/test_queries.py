@@ -2,7 +2,7 @@
 
 For each variable state below, the variables are resolved the way Grafana does (query
 variables run their own SQL, in dashboard order), each panel's rawSql is expanded with
-tests/dashboards/macros.py, and ClickHouse must accept it, return exactly the columns the
+meterhouse/dashboards/macros.py, and ClickHouse must accept it, return exactly the columns the
 panel reads with the right kinds of types, sort time series by time, and (in the main
 state) find rows wherever the demo has data.
 """
