@@ -497,10 +497,14 @@ def _span(text: str, now: datetime) -> datetime:
     return now - timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
-def validate(store: Store, board: CustomBoard, *, now: datetime | None = None) -> int:
+def validate(
+    store: Store, board: CustomBoard, *, now: datetime | None = None, rows_expected: bool = False
+) -> int:
     """Run every ClickHouse query of the board on ``store``; return how many ran.
 
     Variables resolve as Grafana does with the file's picks, over the board's time range.
+    ``rows_expected``: a query that finds no rows is a problem too (for data known to
+    cover every panel, such as the demo).
     """
     rendered = build(board)
     end = now or datetime.now(UTC)
@@ -527,7 +531,9 @@ def validate(store: Store, board: CustomBoard, *, now: datetime | None = None) -
         if spec is None:
             problems.append(f"{title}: no query spec (the catalogue is inconsistent)")
             continue
-        problems += checks.check_query(store, spec, target["rawSql"], ctx, title)
+        problems += checks.check_query(
+            store, spec, target["rawSql"], ctx, title, rows_expected=rows_expected
+        )
         ran += 1
     if problems:
         raise CustomError(problems)
