@@ -47,7 +47,6 @@ EXPECTED_SERVICES = {
     "clickhouse": "clickhouse/clickhouse-server",
     "prometheus": "prom/prometheus",
     "alertmanager": "prom/alertmanager",
-    "pushgateway": "prom/pushgateway",
     "grafana": "grafana/grafana",
 }
 
@@ -323,8 +322,9 @@ def test_prometheus_config_contents(services: dict[str, dict[str, Any]]) -> None
 
     assert "meterhouse:8080" in targets(jobs["meterhouse"])
     assert jobs["meterhouse"].get("metrics_path", "/metrics") == "/metrics"
-    assert "pushgateway:9091" in targets(jobs["pushgateway"])
-    assert jobs["pushgateway"]["honor_labels"] is True
+    # Nothing pushes (billing sync and the pollers run inside the service and are scraped
+    # there), so no Pushgateway is started or scraped.
+    assert "pushgateway" not in jobs
     managers = [t for am in config["alerting"]["alertmanagers"] for t in targets(am)]
     assert managers == ["alertmanager:9093"]
 

@@ -270,3 +270,48 @@ def sync_grafana(
             after=sync.result.summary(),
         )
     return sync.result
+
+
+def put_dashboard(url: str, token: str, account_id: str, dashboard: dict[str, Any]) -> str:
+    """Put ``dashboard`` in the account's folder; "created", "updated" or "unchanged".
+
+    The folder must exist (``meterhouse users sync-grafana`` makes it with the account's
+    permissions): creating it here would give it Grafana's default, org-wide ones.
+
+        GET  /api/folders/:uid
+        GET  /api/dashboards/uid/:uid
+        POST /api/dashboards/db {"dashboard", "folderUid", "overwrite", "message"}
+    """
+    folder = folder_uid(account_id)
+    client = GrafanaClient(url, token)
+    try:
+        if client.call("GET", f"/api/folders/{quote(folder)}", missing_ok=True) is None:
+            raise GrafanaError(
+                f"Grafana has no folder {folder} for account {account_id}: run "
+                "`meterhouse users sync-grafana` first (it sets who may see the folder)"
+            )
+        uid = str(dashboard["uid"])
+        current = client.call("GET", f"/api/dashboards/uid/{quote(uid)}", missing_ok=True)
+        if current is not None:
+            meta = current.get("meta", {})
+            if meta.get("folderUid") not in (None, folder):
+                raise GrafanaError(
+                    f"dashboard {uid} exists in another folder ({meta.get('folderUid')}); "
+                    "choose another uid"
+                )
+            stored = {k: v for k, v in current["dashboard"].items() if k not in ("id", "version")}
+            if stored == dashboard:
+                return "unchanged"
+        client.call(
+            "POST",
+            "/api/dashboards/db",
+            body={
+                "dashboard": {**dashboard, "id": None},
+                "folderUid": folder,
+                "overwrite": True,
+                "message": "meterhouse dashboards custom sync",
+            },
+        )
+        return "created" if current is None else "updated"
+    finally:
+        client.close()

@@ -407,14 +407,24 @@ def sync_clickhouse_cmd(cli: CliContext, dry_run: bool, reset: tuple[str, ...]) 
         raise click.ClickException(result.error)
 
 
+def grafana_api_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--url, --token and --token-file of the commands that call Grafana's HTTP API."""
+    options = [
+        click.option("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000."),
+        click.option("--token", default="", help="Grafana service account token (org Admin role)."),
+        click.option(
+            "--token-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Read the token from this file instead (keeps it out of the process list).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @users.command("sync-grafana")
-@click.option("--url", required=True, help="Grafana base URL, e.g. http://127.0.0.1:3000.")
-@click.option("--token", default="", help="Grafana service account token (org Admin role).")
-@click.option(
-    "--token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the token from this file instead (keeps it out of the process list).",
-)
+@grafana_api_options
 @click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
 @format_option
 @pass_cli

@@ -6,12 +6,15 @@ Customers map to accounts through ``stripe_customers.account_id`` (Stripe metada
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, Board
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import accounts_filter, major_units
 
-UID = "meterhouse-billing"
+UID = links.BILLING
+OVERVIEW_OF_ACCOUNT = links.to_board(
+    "Overview of this account", links.OVERVIEW, (), {"account": "${__data.fields.Account}"}
+)
 
 CUSTOMERS = f"""(
     SELECT customer_id, account_id, email FROM stripe_customers FINAL
@@ -171,8 +174,9 @@ def build() -> Board:
             },
         ),
         description="Each account's Stripe subscriptions with their plan, price and current "
-        "period. Active first.",
+        "period. Active first. Click an account for its overview.",
         units={"Credits per period": CREDITS},
+        cell_links={"Account": OVERVIEW_OF_ACCOUNT},
         h=8,
     )
     board.table(
@@ -190,7 +194,9 @@ def build() -> Board:
             Due=Kind.TIME,
             **{"Period start": Kind.TIME, "Period end": Kind.TIME},
         ),
-        description="Invoices created in the time range, newest first, in the invoice's currency.",
+        description="Invoices created in the time range, newest first, in the invoice's "
+        "currency. Click an account for its overview.",
+        cell_links={"Account": OVERVIEW_OF_ACCOUNT},
         h=10,
     )
     board.table(

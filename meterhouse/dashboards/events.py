@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import Board
 from meterhouse.dashboards.spec import Kind, columns
 from meterhouse.dashboards.sql import TENANT_FILTER
 
-UID = "meterhouse-events"
+UID = links.EVENTS
 
 # The expression of job_logs' n-gram index idx_search (clickhouse/schema/0030), character
 # for character, so that a search can skip granules. % and _ in the text are wildcards.
@@ -104,9 +104,10 @@ def build() -> Board:
             latest_message=Kind.STRING,
         ),
         description="Error types in the matching logs, most frequent first, with the latest "
-        "message of each.",
+        "message of each. The panel link opens the Jobs dashboard on the same selection.",
         w=12,
         h=8,
+        links=[links.to_board("Jobs", links.JOBS, (*links.TENANT, "job_kind"))],
     )
     board.table(
         "Job logs",
@@ -126,5 +127,6 @@ def build() -> Board:
         "read a whole stack trace.",
         widths={"log_time": 180, "level": 80, "message": 420},
         h=16,
+        links=[links.to_board("Jobs", links.JOBS, (*links.TENANT, "job_kind"))],
     )
     return board

@@ -311,11 +311,15 @@ class Board:
         stacked: bool = False,
         series_label: str = "",
         expect_rows: bool = True,
+        days: bool = False,
+        links: Sequence[dashboard_builders.DashboardLink] = (),
     ) -> None:
         """A time series from a long frame: time, [one string column naming series], values.
 
         ``series_label`` names the string column whose values label the series (the plugin
         turns the long frame into one field per value, carrying it as a label).
+        ``days``: the time column is the account's local date at 00:00 UTC and the axis is
+        drawn in UTC, so a day's point sits on its own date for a viewer in any zone.
         """
         panel = (
             self._head(timeseries.Panel(), title, description, CLICKHOUSE, w, h)
@@ -352,6 +356,10 @@ class Board:
         )
         if series_label:
             panel.display_name(f"${{__field.labels.{series_label}}}")
+        if days:
+            panel.timezone(["utc"])
+        if links:
+            panel.links(list(links))
         self.builder.with_panel(panel)
 
     def table(
@@ -367,8 +375,13 @@ class Board:
         cell_links: dict[str, dashboard_builders.DashboardLink] | None = None,
         widths: dict[str, int] | None = None,
         expect_rows: bool = True,
+        links: Sequence[dashboard_builders.DashboardLink] = (),
+        colors: dict[str, Sequence[tuple[float | None, str]]] | None = None,
     ) -> None:
-        """A filterable table of the query's rows, in the query's order."""
+        """A filterable table of the query's rows, in the query's order.
+
+        ``colors``: column -> threshold steps; the cell's background takes the step's color.
+        """
         panel = (
             self._head(table.Panel(), title, description, CLICKHOUSE, w, h)
             .with_target(
@@ -393,6 +406,20 @@ class Board:
                 model.MatcherConfig(id_val="byName", options=column),
                 [model.DynamicConfigValue(id_val="custom.width", value=width)],
             )
+        for column, steps in (colors or {}).items():
+            panel.with_override(
+                model.MatcherConfig(id_val="byName", options=column),
+                [
+                    model.DynamicConfigValue(
+                        id_val="thresholds", value=_thresholds(*steps).build()
+                    ),
+                    model.DynamicConfigValue(
+                        id_val="custom.cellOptions", value={"type": "color-background"}
+                    ),
+                ],
+            )
+        if links:
+            panel.links(list(links))
         self.builder.with_panel(finished(panel, _filterable_columns))
 
     # ------------------------------------------------------------------ Prometheus panels

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
-from meterhouse.dashboards.events import UID as EVENTS_UID
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import Board, link
 from meterhouse.dashboards.spec import Kind, columns
-from meterhouse.dashboards.sql import ACCOUNT_FILTER, TENANT_FILTER
+from meterhouse.dashboards.sql import ACCOUNT_FILTER, OPEN_RUNS, TENANT_FILTER, runs
 
-UID = "meterhouse-jobs"
+UID = links.JOBS
 
 JOB_KIND_FILTER = "$__conditionalAll(kind IN (${job_kind:singlequote}), $job_kind)"
 JOB_FILTER = f"{TENANT_FILTER} AND {JOB_KIND_FILTER}"
 
-EVENTS_OF_RUN = (
-    f"/d/{EVENTS_UID}?var-account=${{account}}&var-run=${{__data.fields.run_id}}"
-    "&${__url_time_range}"
-)
+EVENTS_OF_RUN = links.url(links.EVENTS, values={"run": "${__data.fields.run_id}"})
 
 ACTIVE_SQL = f"""SELECT
     countIf(kind = 'scheduler') AS scheduler,
@@ -27,15 +23,19 @@ FROM jobs_current
 WHERE {TENANT_FILTER} AND status = 'active'
 """
 
+FINISHED_IN_RANGE = "status_rank = 3 AND $__timeFilter(event_time)"
+FAILED_IN_RANGE = "status IN ('failed', 'timed_out') AND $__timeFilter(event_time)"
+
 RUNS_NOW_SQL = f"""SELECT
-    countIf(status = 'running') AS "Running",
-    countIf(status = 'queued') AS "Queued",
-    countIf(status IN ('failed', 'timed_out') AND $__timeFilter(finished_at)) AS "Failed in range",
-    countIf(status IN ('failed', 'timed_out') AND $__timeFilter(finished_at))
-        / greatest(countIf(finished_at IS NOT NULL AND $__timeFilter(finished_at)), 1)
-        AS "Failure rate"
-FROM job_runs_current
-WHERE {JOB_FILTER}
+    (SELECT countIf(status = 'running') FROM {OPEN_RUNS} WHERE {JOB_FILTER}) AS "Running",
+    (SELECT countIf(status = 'queued') FROM {OPEN_RUNS} WHERE {JOB_FILTER}) AS "Queued",
+    finished.1 AS "Failed in range",
+    finished.1 / greatest(finished.2, 1) AS "Failure rate"
+FROM (
+    SELECT tuple(countIf(status IN ('failed', 'timed_out')), count()) AS finished
+    FROM {runs(FINISHED_IN_RANGE)}
+    WHERE {JOB_FILTER} AND $__timeFilter(finished_at)
+)
 """
 
 RUNS_BY_STATUS_SQL = f"""SELECT
@@ -52,7 +52,7 @@ DURATION_SQL = f"""SELECT
     $__timeInterval(assumeNotNull(finished_at)) AS time,
     kind,
     quantile(0.95)(duration_ms) / 1000 AS p95_seconds
-FROM job_runs_current
+FROM {runs(FINISHED_IN_RANGE)}
 WHERE {JOB_FILTER} AND duration_ms IS NOT NULL AND $__timeFilter(finished_at)
 GROUP BY time, kind
 ORDER BY time, kind
@@ -67,21 +67,25 @@ STUCK_MAX_SECONDS = 86_400
 STUCK_HISTORY = 20
 STUCK_MIN_HISTORY = 3
 
+# The last successful runs of the jobs that have a run running: the run events are ordered
+# by job, so this finds them without reading the other jobs' runs.
+SUCCEEDED_OF_RUNNING_JOBS = (
+    "status = 'succeeded' AND event_time <= $__toTime AND job_id IN (SELECT job_id FROM running)"
+)
+
 STUCK_SQL = f"""WITH
 running AS (
-    SELECT run_id, CAST(job_id AS String) AS job_id, kind, assumeNotNull(started_at) AS started
-    FROM job_runs_current
-    WHERE {JOB_FILTER} AND status = 'running' AND started_at IS NOT NULL
-      AND started_at <= $__toTime
+    SELECT run_id, job_id, kind, assumeNotNull(started_at) AS started
+    FROM {OPEN_RUNS}
+    WHERE {JOB_FILTER} AND status = 'running' AND started_at <= $__toTime
 ),
 history AS (
     SELECT job_id, median(duration_ms) AS median_ms, count() AS runs
     FROM (
         SELECT CAST(job_id AS String) AS job_id, duration_ms
-        FROM job_runs_current
-        WHERE {ACCOUNT_FILTER} AND status = 'succeeded' AND duration_ms IS NOT NULL
+        FROM {runs(SUCCEEDED_OF_RUNNING_JOBS)}
+        WHERE status = 'succeeded' AND duration_ms IS NOT NULL
           AND finished_at <= $__toTime
-          AND CAST(job_id AS String) IN (SELECT job_id FROM running)
         ORDER BY finished_at DESC
         LIMIT {STUCK_HISTORY} BY job_id
     )
@@ -115,7 +119,7 @@ FAILED_SQL = f"""SELECT
     CAST(error_type AS String) AS error_type,
     CAST(error_message AS String) AS error_message,
     duration_ms / 1000 AS duration_seconds
-FROM job_runs_current
+FROM {runs(FAILED_IN_RANGE)}
 WHERE {JOB_FILTER} AND status IN ('failed', 'timed_out') AND $__timeFilter(finished_at)
 ORDER BY finished_at DESC
 LIMIT 200

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
-from meterhouse.dashboards.sql import ACCOUNTS_FILTER
+from meterhouse.dashboards.sql import ACCOUNTS_FILTER, LOCAL_DAY
 
-UID = "meterhouse-models"
+UID = links.MODELS
 
 # The price in force at the end of the time range, one row per model.
 CURRENT_PRICES = """(
@@ -74,7 +74,7 @@ ORDER BY "Credits" DESC, "Calls" DESC
 """
 
 SPEND_SQL = f"""SELECT
-    toDateTime(local_date) AS time,
+    {LOCAL_DAY} AS time,
     item,
     sum(credits) AS credits
 FROM usage_daily
@@ -84,7 +84,7 @@ ORDER BY time, item
 """
 
 TOKENS_SQL = f"""SELECT
-    toDateTime(local_date) AS time,
+    {LOCAL_DAY} AS time,
     item,
     sum(quantity) AS tokens
 FROM usage_daily
@@ -130,7 +130,16 @@ def build() -> Board:
             Note=Kind.STRING,
         ),
         description="Per model in the time range: calls, tokens, credits and USD, with the "
-        "catalog price per million tokens.",
+        "catalog price per million tokens. Click a model for its lines in the usage "
+        "statement (of the first selected account).",
+        cell_links={
+            "Model": links.to_board(
+                "Usage statement of this model",
+                links.USAGE,
+                ("account",),
+                {"kind": "model", "item": "${__data.fields.Model}"},
+            )
+        },
         units={"Credits": CREDITS, "USD": USD, "Input tokens": "short", "Output tokens": "short"}
         | mtok,
         h=9,
@@ -144,6 +153,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="item",
+        days=True,
     )
     board.timeseries(
         "Tokens by model",
@@ -154,6 +164,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="item",
+        days=True,
     )
     board.table(
         "Unpriced model calls",

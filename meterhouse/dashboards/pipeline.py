@@ -7,9 +7,13 @@ their panels stay empty until they are.
 
 from __future__ import annotations
 
+from meterhouse.dashboards import links
 from meterhouse.dashboards.grafana import Board
 
-UID = "meterhouse-pipeline-health"
+UID = links.PIPELINE
+
+# Down targets, and the service missing from the scrape altogether (absent() is 1 then).
+TARGETS_DOWN = '(count(up == 0) or vector(0)) + (sum(absent(up{job="meterhouse"})) or vector(0))'
 
 RATE = "$__rate_interval"
 
@@ -79,11 +83,12 @@ def build() -> Board:
         thresholds=((None, "green"), (1, "orange")),
     )
     board.prom_stat(
-        "Scrape targets up",
-        'sum(up{job=~"meterhouse|pushgateway"})',
-        description="How many of the meterhouse service and Pushgateway targets Prometheus "
-        "reaches.",
-        thresholds=((None, "red"), (1, "green")),
+        "Targets down",
+        TARGETS_DOWN,
+        description="Scrape targets Prometheus cannot reach (up == 0), plus 1 when the "
+        "meterhouse service is not scraped at all. Green only at 0: a sum of `up` stays "
+        "green while one target of several is down.",
+        thresholds=((None, "green"), (1, "red")),
     )
     board.row("Store and spool")
     board.prom_timeseries(

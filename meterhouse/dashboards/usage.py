@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from meterhouse.dashboards import variables
+from meterhouse.dashboards import links, variables
 from meterhouse.dashboards.grafana import CREDITS, USD, Board
 from meterhouse.dashboards.spec import Kind, columns
-from meterhouse.dashboards.sql import LOCAL_DATE_RANGE, TENANT_FILTER, TZ
+from meterhouse.dashboards.sql import (
+    LOCAL_DATE_RANGE,
+    LOCAL_DAY,
+    MONEY,
+    TENANT_FILTER,
+    TIME,
+    WHOLE_HOURS,
+    outside_whole_hours,
+    plain,
+)
 
-UID = "meterhouse-usage-statement"
+UID = links.USAGE
 
 ITEMS_SQL = (
     "SELECT DISTINCT item FROM usage_daily "
@@ -18,33 +27,58 @@ KIND_FILTER = "$__conditionalAll(kind IN (${kind:singlequote}), $kind)"
 ITEM_FILTER = "$__conditionalAll(item IN (${item:singlequote}), $item)"
 STATEMENT_FILTER = f"{TENANT_FILTER} AND {KIND_FILTER} AND {ITEM_FILTER}"
 
+# Whole hours from the hourly rollups, the partial hours at the edges from the events:
+# the same figures as reading every event of the range (tests/dashboards/test_rollups.py).
 TOTALS_SQL = f"""SELECT
     sum(credits) AS "Credits",
     sum(usd) AS "USD",
-    count() AS "Events",
-    countIf(priced = 0) AS "Unpriced events"
-FROM usage_events
-WHERE {STATEMENT_FILTER} AND $__timeFilter(event_time)
+    sum(events) AS "Events",
+    sum(unpriced) AS "Unpriced events"
+FROM (
+    SELECT {plain("credits", MONEY)}, {plain("usd", MONEY)}, {plain("events", "UInt64")},
+        {plain("unpriced_events", "UInt64", "unpriced")}
+    FROM usage_events_hourly
+    WHERE {STATEMENT_FILTER} AND {WHOLE_HOURS}
+    UNION ALL
+    SELECT credits, usd, toUInt64(1) AS events, toUInt64(priced = 0) AS unpriced
+    FROM usage_events
+    WHERE {STATEMENT_FILTER} AND {outside_whole_hours("event_time")}
+)
 """
 
 # One line per (item, usage type, unit price): a price change inside the range shows as
-# two lines, as on a bank statement.
+# two lines, as on a bank statement. An event has one line per usage type, so counting
+# lines in a group counts its events.
 STATEMENT_SQL = f"""SELECT
     kind AS "Kind",
     item AS "Item",
-    lines.usage_type AS "Usage",
-    lines.unit AS "Unit",
-    sum(lines.quantity) AS "Quantity",
-    lines.unit_price_credits AS "Unit price (credits)",
-    lines.unit_price_usd AS "Unit price (USD)",
-    sum(lines.credits) AS "Credits",
-    sum(lines.usd) AS "USD",
-    uniqExact(event_id) AS "Events",
-    min(event_time) AS "First",
-    max(event_time) AS "Last"
-FROM usage_events
-ARRAY JOIN lines
-WHERE {STATEMENT_FILTER} AND $__timeFilter(event_time)
+    usage_type AS "Usage",
+    unit AS "Unit",
+    sum(quantity) AS "Quantity",
+    unit_price_credits AS "Unit price (credits)",
+    unit_price_usd AS "Unit price (USD)",
+    sum(credits) AS "Credits",
+    sum(usd) AS "USD",
+    sum(events) AS "Events",
+    min(first_event_at) AS "First",
+    max(last_event_at) AS "Last"
+FROM (
+    SELECT kind, item, usage_type, unit, unit_price_credits, unit_price_usd,
+        {plain("quantity", MONEY)}, {plain("credits", MONEY)}, {plain("usd", MONEY)},
+        {plain("events", "UInt64")}, {plain("first_event_at", TIME)},
+        {plain("last_event_at", TIME)}
+    FROM usage_lines_hourly
+    WHERE {STATEMENT_FILTER} AND {WHOLE_HOURS}
+    UNION ALL
+    SELECT kind, item, lines.usage_type AS usage_type, lines.unit AS unit,
+        lines.unit_price_credits AS unit_price_credits,
+        lines.unit_price_usd AS unit_price_usd, lines.quantity AS quantity,
+        lines.credits AS credits, lines.usd AS usd, toUInt64(1) AS events,
+        event_time AS first_event_at, event_time AS last_event_at
+    FROM usage_events
+    ARRAY JOIN lines
+    WHERE {STATEMENT_FILTER} AND {outside_whole_hours("event_time")}
+)
 GROUP BY "Kind", "Item", "Usage", "Unit", "Unit price (credits)", "Unit price (USD)"
 ORDER BY "Credits" DESC, "Kind", "Item", "Usage"
 """
@@ -66,7 +100,7 @@ ORDER BY "Day" DESC, "Credits" DESC, "Kind", "Item", "Usage"
 """
 
 DAILY_USD_SQL = f"""SELECT
-    toDateTime(local_date, {TZ}) AS time,
+    {LOCAL_DAY} AS time,
     kind,
     sum(usd) AS usd
 FROM usage_daily
@@ -103,6 +137,7 @@ def build() -> Board:
         h=4,
         units={"Credits": CREDITS, "USD": USD, "Events": "short", "Unpriced events": "short"},
         decimals=2,
+        links=[links.to_board("Overview: balance and budgets", links.OVERVIEW)],
     )
     board.table(
         "Statement",
@@ -140,6 +175,7 @@ def build() -> Board:
         bars=True,
         stacked=True,
         series_label="kind",
+        days=True,
     )
     board.table(
         "Daily lines",

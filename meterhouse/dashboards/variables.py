@@ -4,8 +4,8 @@ Query variables return (value, text) columns: the plugin takes the first column 
 value used in queries and the second as the label shown in the drop-down. Team and
 project allow several values and "All"; panels filter them through ``$__conditionalAll``
 so "All" costs no IN list. Variable queries themselves do not rely on that frontend macro:
-the project list filters by ``team_id IN (...)``, which Grafana fills with every team id
-when "All" is selected.
+the project list filters by ``team_id IN (...)`` for picked teams, and lists every
+project for "All" (the team variable's custom All value, TEAM_ALL).
 """
 
 from __future__ import annotations
@@ -29,9 +29,14 @@ TEAMS_SQL = (
     "SELECT team_id, name FROM teams FINAL "
     "WHERE account_id = ${account:singlequote} AND is_deleted = 0 ORDER BY team_id"
 )
+# "All" teams inserts TEAM_ALL as it is (a custom All value is not formatted), so the
+# list then holds every project of the account, those without a team too; picked teams
+# list their own projects.
+TEAM_ALL = "'*'"
 PROJECTS_SQL = (
     "SELECT project_id, name FROM projects FINAL "
-    "WHERE account_id = ${account:singlequote} AND team_id IN (${team:singlequote}) "
+    "WHERE account_id = ${account:singlequote} "
+    f"AND ({TEAM_ALL} IN (${{team:singlequote}}) OR team_id IN (${{team:singlequote}})) "
     "AND is_deleted = 0 ORDER BY project_id"
 )
 
@@ -72,7 +77,7 @@ def tenant(
         )
         board.variable_query("tz", TZ_SQL, columns(time_zone=Kind.STRING))
     if teams:
-        board.variables(query_variable("team", "Team", TEAMS_SQL, multi=True))
+        board.variables(query_variable("team", "Team", TEAMS_SQL, multi=True).all_value(TEAM_ALL))
         board.variable_query("team", TEAMS_SQL, columns(team_id=Kind.STRING, name=Kind.STRING))
     if projects:
         board.variables(query_variable("project", "Project", PROJECTS_SQL, multi=True))

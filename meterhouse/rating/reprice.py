@@ -14,14 +14,15 @@ How the replacement stays safe:
 * new rows are inserted **before** the old ones are deleted, and the old ones are picked
   by an ``ingested_at`` older than the new rows', so a failure part-way leaves an event
   counted twice, never lost; running reprice again repairs it (it replaces every copy);
-* ``usage_daily`` is a SummingMergeTree fed by the materialized view ``usage_daily_mv``
-  on insert: deleting from ``usage_events`` subtracts nothing from it. So after the
-  rows are replaced the account's ``usage_daily`` rows for the range are deleted and
+* the rollups (``usage_daily`` and the dashboards' hourly ones, meterhouse/rating/rollups.py)
+  are fed by materialized views on insert: deleting from ``usage_events`` subtracts
+  nothing from them. So after the rows are replaced the account's rollup rows for the
+  range are deleted and
   rebuilt from ``usage_events`` with the view's own aggregation, and then compared with a
   fresh aggregation, key by key, to the last digit; a difference is an error.
 
 Known limit: an event of the same account and range ingested while the rebuild runs (between
-its DELETE and its INSERT … SELECT) is counted twice in ``usage_daily``; run reprice when
+its DELETE and its INSERT … SELECT) is counted twice in the rollups; run reprice when
 the account's range is closed, e.g. for last month.
 """
 
@@ -45,6 +46,7 @@ from meterhouse.processing.columns import LINE_FIELDS, SCHEMAS, ColumnBuilder
 from meterhouse.rating.money import CONTEXT
 from meterhouse.rating.rate import is_usage
 from meterhouse.rating.rater import Rater
+from meterhouse.rating.rollups import USAGE_ROLLUPS, Rollup
 from meterhouse.store.base import Store
 from meterhouse.tenants import audit, check_id
 
@@ -66,37 +68,6 @@ RATED_COLUMNS: Final = (
 )
 # Every column the row builder writes; with ingested_at, every column of usage_events.
 ROW_COLUMNS: Final = tuple(SCHEMAS["usage_events"].names)
-DAILY_KEY: Final = (
-    "account_id",
-    "team_id",
-    "project_id",
-    "local_date",
-    "kind",
-    "item",
-    "usage_type",
-    "unit",
-)
-DAILY_SUMS: Final = ("quantity", "credits", "usd", "events")
-# usage_daily_mv's aggregation (clickhouse/schema/0002_usage.sql), for one account and range.
-DAILY_SELECT: Final = """
-SELECT
-    account_id,
-    team_id,
-    project_id,
-    local_date,
-    kind,
-    item,
-    lines.usage_type AS usage_type,
-    lines.unit AS unit,
-    sum(lines.quantity) AS quantity,
-    sum(lines.credits) AS credits,
-    sum(lines.usd) AS usd,
-    count() AS events
-FROM usage_events
-ARRAY JOIN lines
-WHERE {range}
-GROUP BY account_id, team_id, project_id, local_date, kind, item, usage_type, unit
-"""
 # The account's rows in [start, end) of local_date; the event_time bounds (a local date is
 # at most a day away from the UTC date) only let ClickHouse skip other months' partitions.
 RANGE: Final = (
@@ -393,33 +364,42 @@ def _chunks(rows: list[Row]) -> Iterator[list[Row]]:
 
 
 def rebuild_daily(store: Store, account_id: str, start: date, end: date) -> int:
-    """Replace the account's usage_daily rows in [start, end) by an exact aggregation."""
+    """Replace the account's rows in [start, end) of every usage rollup by an exact
+    aggregation; return how many usage_daily rows that made."""
     params = _range_params(account_id, start, end)
-    store.command(f"DELETE FROM usage_daily WHERE {DAILY_RANGE}", params)
-    names = ", ".join((*DAILY_KEY, *DAILY_SUMS))
-    store.command(
-        f"INSERT INTO usage_daily ({names}) {DAILY_SELECT.format(range=RANGE)}",
-        params,
-        settings=NO_DEDUP,
-    )
+    for rollup in USAGE_ROLLUPS:
+        store.command(f"DELETE FROM {rollup.table} WHERE {DAILY_RANGE}", params)
+        names = ", ".join(rollup.columns)
+        store.command(
+            f"INSERT INTO {rollup.table} ({names}) {rollup.select.format(range=RANGE)}",
+            params,
+            settings=NO_DEDUP,
+        )
     count = store.query(f"SELECT count() FROM usage_daily WHERE {DAILY_RANGE}", params).scalar()
     return int(count)
 
 
 def daily_differences(store: Store, account_id: str, start: date, end: date) -> list[str]:
-    """Keys where usage_daily disagrees with a fresh aggregation of usage_events."""
+    """Keys where a usage rollup disagrees with a fresh aggregation of usage_events."""
+    return [
+        difference
+        for rollup in USAGE_ROLLUPS
+        for difference in rollup_differences(store, rollup, account_id, start, end)
+    ]
+
+
+def rollup_differences(
+    store: Store, rollup: Rollup, account_id: str, start: date, end: date
+) -> list[str]:
+    """Keys where ``rollup`` disagrees with a fresh aggregation of usage_events."""
     params = _range_params(account_id, start, end)
-    sums = ", ".join(f"sum({name}) AS {name}" for name in DAILY_SUMS)
-    key = ", ".join(DAILY_KEY)
-    stored = store.query(
-        f"SELECT {key}, {sums} FROM usage_daily WHERE {DAILY_RANGE} GROUP BY {key}", params
-    )
-    fresh = store.query(DAILY_SELECT.format(range=RANGE), params)
-    width = len(DAILY_KEY)
+    stored = store.query(rollup.read(DAILY_RANGE), params)
+    fresh = store.query(rollup.select.format(range=RANGE), params)
+    width = len(rollup.key)
     have = {row[:width]: row[width:] for row in stored.rows}
     want = {row[:width]: row[width:] for row in fresh.rows}
     return [
-        json.dumps([str(v) for v in k])
+        json.dumps([rollup.table, *(str(v) for v in k)])
         for k in sorted(have.keys() | want.keys(), key=str)
         if have.get(k) != want.get(k)
     ]
@@ -439,6 +419,6 @@ def _check_after(store: Store, result: RepriceResult, params: dict[str, Any]) ->
     differences = daily_differences(store, result.account_id, result.start, result.end)
     if differences:
         raise RepriceError(
-            f"usage_daily of {result.account_id} differs from usage_events at "
+            f"the usage rollups of {result.account_id} differ from usage_events at "
             f"{len(differences)} key(s) after the rebuild, e.g. {differences[0]}"
         )

@@ -26,6 +26,7 @@ class GrafanaState:
     members: dict[int, set[int]] = field(default_factory=dict)
     folders: dict[str, dict[str, Any]] = field(default_factory=dict)
     permissions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)  # uid -> {dashboard, meta}
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     next_id: int = 100
@@ -205,6 +206,48 @@ def _item_ok(item: Any) -> bool:
     return len(subjects) == 1 and subjects <= {"teamId", "userId", "role"}
 
 
+def _dashboard(h: _Handler, body: Any, query: dict[str, str], uid: str) -> None:
+    if uid not in h.state.dashboards:
+        h._answer(404, {"message": "Dashboard not found"})
+        return
+    h._answer(200, h.state.dashboards[uid])
+
+
+def _save_dashboard(h: _Handler, body: Any, query: dict[str, str]) -> None:
+    """POST /api/dashboards/db as Grafana documents it: the dashboard JSON (uid, title,
+    panels; id null to create), folderUid of an existing folder, overwrite, message."""
+    ok = (
+        isinstance(body, dict)
+        and set(body) <= {"dashboard", "folderUid", "overwrite", "message"}
+        and isinstance(body.get("dashboard"), dict)
+        and isinstance(body.get("overwrite", False), bool)
+    )
+    dashboard = body.get("dashboard") if ok else None
+    if not isinstance(dashboard, dict) or not _UID.match(str(dashboard.get("uid", ""))):
+        h._problem(400, f"body must be {{dashboard: {{uid, title, panels}}, ...}}, got {body!r}")
+        return
+    if not isinstance(dashboard.get("title"), str) or not isinstance(dashboard.get("panels"), list):
+        h._problem(400, "dashboard needs a title and a list of panels")
+        return
+    folder = body.get("folderUid")
+    if folder not in h.state.folders:
+        h._problem(400, f"folder {folder!r} not found")
+        return
+    uid = dashboard["uid"]
+    current = h.state.dashboards.get(uid)
+    if current is not None and not body.get("overwrite"):
+        h._problem(412, "A dashboard with the same uid already exists")
+        return
+    if current is None and dashboard.get("id") is not None:
+        h._problem(404, "Dashboard not found (an id was given for a new dashboard)")
+        return
+    version = 1 if current is None else current["dashboard"]["version"] + 1
+    h.state.next_id += 1
+    saved = {**dashboard, "id": h.state.next_id, "version": version}
+    h.state.dashboards[uid] = {"dashboard": saved, "meta": {"folderUid": folder}}
+    h._answer(200, {"id": saved["id"], "uid": uid, "status": "success", "version": version})
+
+
 _ROUTES: list[tuple[str, Any]] = [
     (r"GET /api/org/users", _org_users),
     (r"GET /api/teams/search", _search_teams),
@@ -214,6 +257,8 @@ _ROUTES: list[tuple[str, Any]] = [
     (r"GET /api/folders/([^/]+)", _folder),
     (r"POST /api/folders", _create_folder),
     (r"(?:GET|POST) /api/folders/([^/]+)/permissions", _permissions),
+    (r"GET /api/dashboards/uid/([^/]+)", _dashboard),
+    (r"POST /api/dashboards/db", _save_dashboard),
 ]
 
 

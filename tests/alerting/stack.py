@@ -349,7 +349,6 @@ def alerting_stack(root: Path) -> Iterator[Stack]:
                     "meterhouse:8080": service.url.removeprefix("http://"),
                     "alertmanager:9093": f"127.0.0.1:{am_port}",
                     "localhost:9090": f"127.0.0.1:{prom_port}",
-                    "pushgateway:9091": f"127.0.0.1:{free_port()}",  # not run here
                 },
                 # The scrape's metrics token (docs/access.md): the admin token serves too.
                 {"/run/secrets/metrics_token": metrics_token_file(root, service.admin_token)},

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.dashboards.macros import (
+from meterhouse.dashboards.macros import (
     ALL,
     MacroError,
     QueryContext,

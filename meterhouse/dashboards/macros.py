@@ -13,7 +13,9 @@ clickhouse-datasource/macros.md and the plugin's ``CHDatasource.applyTemplateVar
    format strings of macros.md, skipping comments, quoted strings and backtick names.
 
 Only what a meterhouse dashboard could use is implemented; anything else raises, so a new
-macro in a dashboard fails the test instead of being silently passed through.
+macro in a dashboard fails its check instead of being silently passed through. Used by
+the dashboard checks (meterhouse/dashboards/checks.py: `meterhouse dashboards custom
+validate`, tests/dashboards, benchmarks/dashboards.py).
 """
 
 from __future__ import annotations
@@ -95,12 +97,12 @@ def _macro_args_frontend(query: str, args_index: int) -> list[str]:
     last_end = 1
     sub = query[args_index:]
     for match in re.finditer(r"[(),]", sub):
-        token = match.group(0)
-        if token == "(":
+        char = match.group(0)
+        if char == "(":
             depth += 1
-        elif token == ")":
+        elif char == ")":
             depth -= 1
-        if token == "," and depth == 1:
+        if char == "," and depth == 1:
             args.append(sub[last_end : match.end() - 1])
             last_end = match.end()
         if depth == 0:

@@ -1,0 +1,45 @@
+"""The dashboards benchmark still runs (short mode; no timing thresholds: figures vary with
+the machine and its load, docs/dashboards.md has measured ones)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from meterhouse.dashboards import build_boards
+from tests.dashboards.engine import STATES
+
+REPO = Path(__file__).resolve().parents[2]
+TIMES = {"p50_ms", "p95_ms", "max_ms", "samples"}
+
+
+def test_benchmark_short_prints_every_panel_and_dashboard() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/dashboards.py", "--short"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    store = lines[-1]
+    assert store["record"] == "store"
+    # The store holds every row the growth generated, table by table.
+    assert store["stored"] == store["generated"]
+    assert store["events"] == store["generated"]["usage_events"] >= 60_000
+    assert store["generated"]["job_run_events"] > 0 and store["generated"]["job_logs"] > 0
+    panels = {(x["dashboard"], x["panel"]) for x in lines if x["record"] == "panel"}
+    dashboards = {x["dashboard"] for x in lines if x["record"] == "dashboard"}
+    for board in build_boards():
+        assert board.spec.uid in dashboards
+        for query in board.spec.sql:
+            if not query.variable:
+                assert (board.spec.uid, query.panel) in panels, query.panel
+    for line in lines[:-1]:
+        assert set(line) >= TIMES | {"record", "dashboard", "events"}
+        assert line["samples"] == len(STATES)  # one repeat per variable state
+        assert 0 <= line["p50_ms"] <= line["p95_ms"] <= line["max_ms"]
