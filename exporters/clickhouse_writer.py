@@ -39,7 +39,7 @@ from meterhouse.store.base import Store
 log = get_logger(__name__)
 
 KEYED_TABLES: Final = frozenset(
-    {"usage_events", "job_run_events", "job_logs", "job_definition_events"}
+    {"usage_events", "job_run_events", "job_logs", "job_definition_events", "meter_events"}
 )
 # Inserts in the order a reader expects them: a run's cost never shows before the run.
 TABLE_ORDER: Final = (
@@ -47,6 +47,7 @@ TABLE_ORDER: Final = (
     "jobs",
     "job_run_events",
     "job_logs",
+    "meter_events",
     "usage_events",
 )
 # Settings of every insert: no merging inside the inserted block (readers aggregate

@@ -65,6 +65,7 @@ READ_ACTIONS: Final = {
 TABLE_ACTIONS: Final = {
     "usage_events": "statement",
     "usage_daily": "statement",
+    "meter_events": "statement",
     "accounts": "statement",
     "teams": "statement",
     "projects": "statement",

@@ -131,6 +131,20 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
             ("event_id", STRING),
         ]
     ),
+    "meter_events": pa.schema(
+        [
+            ("account_id", STRING),
+            ("team_id", STRING),
+            ("project_id", STRING),
+            ("user_id", STRING),
+            ("subject", STRING),
+            ("event_type", STRING),
+            ("source", STRING),
+            ("event_id", STRING),
+            ("event_time", TIME),
+            ("data", STRING),
+        ]
+    ),
 }
 _RUNNING_RANK: Final = r.run_status_rank("running")
 LINE_FIELDS: Final = (
@@ -263,8 +277,12 @@ class ColumnBuilder:
         runs: list[_Timed] = []
         logs: list[_Timed] = []
         definitions: list[_Timed] = []
+        free: list[_Timed] = []
         for position, event in enumerate(events):
             account = event.account_id
+            if isinstance(event.data, r.FreeFormData):  # raw, for meters: nothing to rate
+                free.append((event, epoch_microseconds(event.time)))
+                continue
             info = infos.get(account)
             if info is None:
                 found = self.accounts.get(account)
@@ -296,6 +314,8 @@ class ColumnBuilder:
             tables["job_run_events"] = _run_table(runs)
         if logs:
             tables["job_logs"] = _log_table(logs)
+        if free:
+            tables["meter_events"] = _free_form_table(free)
         unpriced: Counter[tuple[str, str]] = Counter()
         usage = self._usage_table(batched, rated, infos)
         for _, _, rating, _, _ in rated:
@@ -430,6 +450,26 @@ def _log_table(logs: list[_Timed]) -> pa.Table:
         if isinstance(data := event.data, r.JobLogData)
     ]
     return _from_rows(SCHEMAS["job_logs"], rows)
+
+
+def _free_form_table(events: list[_Timed]) -> pa.Table:
+    rows = [
+        (
+            event.account_id,
+            data.team_id,
+            data.project_id,
+            data.user_id,
+            data.subject,
+            event.type,
+            event.source,
+            event.id,
+            us,
+            data.raw,
+        )
+        for event, us in events
+        if isinstance(data := event.data, r.FreeFormData)
+    ]
+    return _from_rows(SCHEMAS["meter_events"], rows)
 
 
 class _Batched:
