@@ -17,9 +17,14 @@ class ServiceClient:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return dict(self._request(method, path, **kwargs))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON (an object, or a list for listings), or ClickException."""
+        headers = {**self.headers, **kwargs.pop("headers", {})}
         try:
             answer = requests.request(
-                method, f"{self.url}{path}", headers=self.headers, timeout=self.timeout, **kwargs
+                method, f"{self.url}{path}", headers=headers, timeout=self.timeout, **kwargs
             )
         except requests.RequestException as exc:
             raise click.ClickException(
@@ -30,7 +35,6 @@ class ServiceClient:
         except ValueError:
             body = {"detail": answer.text}
         if answer.status_code >= 400:
-            raise click.ClickException(
-                f"{self.url} refused ({answer.status_code}): {body.get('detail', body)}"
-            )
-        return dict(body)
+            detail = body.get("detail", body) if isinstance(body, dict) else body
+            raise click.ClickException(f"{self.url} refused ({answer.status_code}): {detail}")
+        return body

@@ -112,6 +112,11 @@ def _filters(request: Request) -> dict[str, tuple[str, ...]]:
 
 def _query_of(request: Request) -> MeterQuery:
     params = request.query_params
+    for unsupported in ("advancedMeterGroupByFilters", "filterCustomerId"):
+        if unsupported in params:
+            raise MeterError(
+                unsupported, "not supported by meterhouse: use filterGroupBy and subject"
+            )
     window = params.get("windowSize") or None
     return MeterQuery(
         start=_time(request, "from"),

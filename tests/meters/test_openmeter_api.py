@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import re
 from collections import defaultdict
@@ -411,3 +412,25 @@ def test_errors_are_problem_json(live: Live) -> None:
     assert wrong_type.status_code == 400, wrong_type.text
     assert wrong_type.json()["field"] == "valueProperty"
     assert "a100" in wrong_type.json()["detail"] or "h100" in wrong_type.json()["detail"]
+
+
+def test_cli_defines_meters_through_the_running_service(live: Live) -> None:
+    made = _cli(
+        live.data_dir, "meters", "add", "gpu_regions", "--event-type", TYPE,
+        "--aggregation", "UNIQUE_COUNT", "--value-property", "$.where.region",
+        "--group-by", "gpu=$.gpu", "--unit", "region", "--format", "json",
+    )  # fmt: skip
+    assert json.loads(made)[0]["valueProperty"] == "$.where.region"
+    shown = json.loads(_cli(live.data_dir, "meters", "show", "gpu_regions", "--format", "json"))
+    assert shown[0]["annotations"]["meterhouse.unit"] == "region"
+    with live.client(live.read_token) as client:
+        rows = client.meters.query_json("gpu_regions", from_parameter=START, to=END).data
+    assert rows[0].value == len({e.region for e in _acme(live)})
+    refused = meterhouse(live.data_dir, "meters", "remove", "gpu_minutes", timeout=60)
+    assert refused.returncode == 1 and "meters file" in refused.stderr
+    _cli(live.data_dir, "meters", "remove", "gpu_regions")
+    listed = json.loads(_cli(live.data_dir, "meters", "list", "--format", "json"))
+    assert "gpu_regions" not in {m["slug"] for m in listed}
+    assert {m["slug"]: m["annotations"]["meterhouse.origin"] for m in listed}["gpu_minutes"] == (
+        "file"
+    )
