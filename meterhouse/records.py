@@ -182,7 +182,7 @@ class PricedLine(msgspec.Struct, kw_only=True, frozen=True):
 class Rating(msgspec.Struct, kw_only=True, frozen=True):
     """What rating says about one usage event."""
 
-    kind: Literal["model", "job", "api"]
+    kind: Literal["model", "job", "api", "meter"]
     item: str
     provider: str
     lines: tuple[PricedLine, ...]

@@ -24,6 +24,7 @@ import ast
 import asyncio
 import csv
 import io
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhouse.errors import MeterhouseError, StoreError
+from meterhouse.meters.billing import BillableMeters
 from meterhouse.meters.definition import MeterError, new_ulid, parse
 from meterhouse.meters.listing import MAX_EVENTS, EventFilter, list_events, list_subjects
 from meterhouse.meters.query import (
@@ -194,9 +196,10 @@ def csv_body(rows: list[Row], groups: list[str]) -> str:
 
 
 class MeterApi:
-    def __init__(self, ctx: ServiceContext, registry: Registry) -> None:
+    def __init__(self, ctx: ServiceContext, meters: BillableMeters) -> None:
         self.ctx = ctx
-        self.registry = registry
+        self.meters = meters
+        self.registry = meters.registry
 
     async def scope(self, request: Request) -> Scope | Response:
         """Whose events the caller may read, or the refusal (401/403, problem+json)."""
@@ -276,7 +279,9 @@ class MeterApi:
         return JSONResponse(stored.as_openmeter(), status_code=201)
 
     def _add(self, meter: Any, actor: str) -> Any:
-        return self.registry.add(meter, meter_id=new_ulid(), actor=actor)
+        stored = self.registry.add(meter, meter_id=new_ulid(), actor=actor)
+        self.meters.refresh()  # ingest bills the new meter from the next event on
+        return stored
 
     async def delete_meter(self, request: Request) -> Response:
         refused = await authorize_admin(self.ctx, request, "meters")
@@ -291,6 +296,7 @@ class MeterApi:
 
     def _remove(self, slug: str, actor: str) -> None:
         self.registry.remove(slug, actor=actor)
+        self.meters.refresh()
 
     # -- queries -----------------------------------------------------------------------
 
@@ -390,8 +396,26 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+_CONTEXT_ATTRIBUTE = "_meterhouse_meters"
+_CREATE_LOCK = threading.Lock()
+
+
+def service_meters(ctx: ServiceContext) -> BillableMeters:
+    """The meters of this service (one registry per context, shared by ingest's billing
+    and the API), made on first use: the meters file is read then, and a mistake in it
+    stops the start, naming the meter and field."""
+    found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
+    if isinstance(found, BillableMeters):
+        return found
+    with _CREATE_LOCK:
+        found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
+        if not isinstance(found, BillableMeters):
+            registry = Registry(ctx.store, load_file(ctx.settings.meters_file))
+            found = BillableMeters(registry)
+            setattr(ctx, _CONTEXT_ATTRIBUTE, found)
+        return found
+
+
 def install_meters(ctx: ServiceContext) -> None:
-    """Service hook: the meters file is read (a mistake stops the start, naming the meter
-    and field), and OpenMeter's read API is added."""
-    registry = Registry(ctx.store, load_file(ctx.settings.meters_file))
-    ctx.routes.extend(MeterApi(ctx, registry).routes())
+    """Service hook: OpenMeter's meter API."""
+    ctx.routes.extend(MeterApi(ctx, service_meters(ctx)).routes())
