@@ -59,9 +59,9 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
     metrics = IngestMetrics(ctx.registry)
     settings = ctx.settings
     writer = ClickHouseWriter(ctx.store, cluster=bool(settings.clickhouse_cluster))
-    ingestor = Ingestor(
-        ctx.store, rater or Rater.default(), metrics, writer=writer, meters=service_meters(ctx)
-    )
+    meters = service_meters(ctx)
+    meters.registry.write_lock = writer.lock
+    ingestor = Ingestor(ctx.store, rater or Rater.default(), metrics, writer=writer, meters=meters)
     if settings.ingest_durability == "spool":
         spool = Spool(
             spool_directory(settings, ctx.store),

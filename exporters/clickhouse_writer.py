@@ -105,6 +105,12 @@ class ClickHouseWriter:
         self.claim_settings = {**INSERT_SETTINGS, **(CLUSTER_CLAIM_SETTINGS if cluster else {})}
         self._lock = threading.Lock()  # one batch at a time from the threads of a process
 
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while a batch is written: whoever holds it knows no insert is in flight
+        (a meter's rollup is made so, meterhouse/meters/rollup.py)."""
+        return self._lock
+
     def write_tables(
         self,
         tables: Mapping[str, pa.Table],

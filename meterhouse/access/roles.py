@@ -66,6 +66,7 @@ TABLE_ACTIONS: Final = {
     "usage_events": "statement",
     "usage_daily": "statement",
     "meter_events": "statement",
+    "meter_hours": "statement",
     "accounts": "statement",
     "teams": "statement",
     "projects": "statement",

@@ -417,5 +417,8 @@ def service_meters(ctx: ServiceContext) -> BillableMeters:
 
 
 def install_meters(ctx: ServiceContext) -> None:
-    """Service hook: OpenMeter's meter API."""
-    ctx.routes.extend(MeterApi(ctx, service_meters(ctx)).routes())
+    """Service hook: OpenMeter's meter API, and every meter's rollup made where missing
+    (before the spool's drainer starts: no insert is in flight)."""
+    meters = service_meters(ctx)
+    meters.registry.ensure_rollups()
+    ctx.routes.extend(MeterApi(ctx, meters).routes())

@@ -14,12 +14,14 @@ is 23 or 25 hours long); their ends by :func:`window_end` in the same zone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from meterhouse.meters import rollup
 from meterhouse.meters.definition import NUMERIC, JsonPath, Meter, MeterError
 from meterhouse.store.base import Store
 
@@ -134,12 +136,12 @@ def _aggregate(meter: Meter, params: dict[str, Any]) -> tuple[str, str]:
     return function.format(v=f"assumeNotNull({number})"), f"isNotNull({number})"
 
 
-def _window_expr(window: str | None, tz: str) -> str:
+def _window_expr(window: str | None, tz: str, time: str = "event_time") -> str:
     quoted = "'" + tz + "'"  # checked against _ZONE_NAME and the zone database
-    local = f"toTimeZone(event_time, {quoted})"
+    local = f"toTimeZone({time}, {quoted})"
     return {
         None: "toUInt32(0)",
-        "MINUTE": "toUnixTimestamp(toStartOfMinute(event_time))",
+        "MINUTE": f"toUnixTimestamp(toStartOfMinute({time}))",
         "HOUR": f"toUnixTimestamp(toStartOfHour({local}))",
         "DAY": f"toUnixTimestamp(toStartOfDay({local}))",
         "MONTH": f"toUnixTimestamp(toDateTime(toStartOfMonth({local}), {quoted}))",
@@ -180,7 +182,8 @@ def _base_where(
 def run_query(
     store: Store, meter: Meter, scope: Scope, query: MeterQuery, now: datetime
 ) -> list[Row]:
-    """The meter's values per window, subject (when asked) and group."""
+    """The meter's values per window, subject (when asked) and group: from its hourly
+    rollup when that answers the query exactly (rollup.covers), else from the events."""
     tz = zone(query.zone)
     for key in (*query.group_by, *query.filters):
         if key != "subject" and key not in meter.group_by:
@@ -189,36 +192,33 @@ def run_query(
     if query.window is not None and query.window not in WINDOWS:
         raise MeterError("windowSize", f"must be one of {', '.join(WINDOWS)}")
     end = query.end or now
-    where, params = _base_where(meter, scope, query.start, end)
-    value, counted = _aggregate(meter, params)
-    where.append(counted)
+    hourly = rollup.covers(query.start, query.end, query.window, tz) and rollup.exists(store, meter)
+    source = _hourly(meter, scope, query) if hourly else _raw(meter, scope, query, end)
+    where, params = source.where, source.params
     by_subject = "subject" in query.group_by or bool(query.subjects)
     if query.subjects:
         where.append("subject IN {mh_subjects:Array(String)}")
         params["mh_subjects"] = list(query.subjects)
     groups = [key for key in query.group_by if key != "subject"]
-    group_columns = [
-        text_expr(f"mh_group{index}", meter.group_by[key], params)
-        for index, key in enumerate(groups)
-    ]
+    group_columns = [source.group(f"mh_group{index}", key) for index, key in enumerate(groups)]
     for index, (key, values) in enumerate(sorted(query.filters.items())):
         if key == "subject":
             where.append(f"subject IN {{mh_filter{index}:Array(String)}}")
         else:
-            column = text_expr(f"mh_filterpath{index}", meter.group_by[key], params)
+            column = source.group(f"mh_filterpath{index}", key)
             where.append(f"{column} IN {{mh_filter{index}:Array(String)}}")
         params[f"mh_filter{index}"] = list(values)
     keys = ["window_start", *(["subject"] if by_subject else [])]
     keys += [f"g{index}" for index in range(len(groups))]
     selected = [
-        f"{_window_expr(query.window, query.zone)} AS window_start",
+        f"{_window_expr(query.window, query.zone, source.time)} AS window_start",
         *(["subject"] if by_subject else []),
         *(f"{column} AS g{index}" for index, column in enumerate(group_columns)),
-        f"{value} AS value",
-        "min(event_time) AS first_time",
+        f"{source.value} AS value",
+        f"min({source.time}) AS first_time",
     ]
     sql = (
-        f"SELECT {', '.join(selected)} FROM meter_events WHERE {' AND '.join(where)} "
+        f"SELECT {', '.join(selected)} FROM {source.table} WHERE {' AND '.join(where)} "
         f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)} LIMIT {MAX_ROWS + 1}"
     )
     rows = store.query(sql, params).rows
@@ -241,6 +241,54 @@ def run_query(
             stop = window_end(start, query.window, tz)
         found.append(Row(start, stop, subject, named, _number(amount)))
     return found
+
+
+@dataclass
+class _Source:
+    """Where a query reads: the events, or a meter's hourly rollup."""
+
+    table: str
+    time: str  # the column windows and ranges are computed on
+    value: str  # the aggregate
+    where: list[str]
+    params: dict[str, Any]
+    group: Callable[[str, str], str]  # (parameter prefix, group key) -> its column
+
+
+def _raw(meter: Meter, scope: Scope, query: MeterQuery, end: datetime) -> _Source:
+    where, params = _base_where(meter, scope, query.start, end)
+    value, counted = _aggregate(meter, params)
+    where.append(counted)
+
+    def group(prefix: str, key: str) -> str:
+        return text_expr(prefix, meter.group_by[key], params)
+
+    return _Source("meter_events", "event_time", value, where, params, group)
+
+
+def _hourly(meter: Meter, scope: Scope, query: MeterQuery) -> _Source:
+    condition, params = scope.sql()
+    where = ["`rollup` = {mh_rollup:String}", condition]
+    params["mh_rollup"] = rollup.rollup_key(meter)
+    if query.start is not None:
+        where.append("hour >= {mh_from:DateTime64(3, 'UTC')}")
+        params["mh_from"] = query.start
+    if query.end is not None:
+        where.append("hour < {mh_to:DateTime64(3, 'UTC')}")
+        params["mh_to"] = query.end
+    value = {
+        "SUM": "sum(value_sum)",
+        "COUNT": "sum(events)",
+        "AVG": "toFloat64(sum(value_sum)) / sum(events)",
+        "MIN": "min(value_min)",
+        "MAX": "max(value_max)",
+    }[meter.aggregation]
+    position = {key: index + 1 for index, key in enumerate(meter.group_by)}
+
+    def group(_prefix: str, key: str) -> str:
+        return f"groups[{position[key]}]"
+
+    return _Source(rollup.TABLE, "hour", value, where, params, group)
 
 
 def _aware(moment: datetime) -> datetime:

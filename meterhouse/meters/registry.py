@@ -17,6 +17,7 @@ whichever of the two defines it.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from meterhouse.meters import rollup
 from meterhouse.meters.definition import Meter, MeterError, parse, parse_path, stable_ulid
 from meterhouse.store.base import Store
 from meterhouse.tenants import audit
@@ -88,6 +90,14 @@ class Registry:
     def __init__(self, store: Store, file_meters: list[Meter]) -> None:
         self.store = store
         self.file_meters = {meter.slug: meter for meter in file_meters}
+        # Held while a rollup is made (meterhouse/meters/rollup.py): the service sets it to
+        # its writer's lock, so no insert of events is in flight meanwhile.
+        self.write_lock: threading.Lock | None = None
+
+    def ensure_rollups(self) -> None:
+        """Every meter's hourly rollup, made where missing (at the service's start)."""
+        for meter in self.list():
+            rollup.ensure(self.store, meter, self.write_lock)
 
     def _stored(self, slug: str | None = None) -> list[Meter]:
         where = "WHERE slug = {slug:String}" if slug is not None else ""
@@ -139,6 +149,7 @@ class Registry:
             },
         )
         self._audit(actor, "meter.add", meter.slug, None, stored)
+        rollup.ensure(self.store, stored, self.write_lock)
         return stored
 
     def remove(self, slug_or_id: str, *, actor: str) -> Meter:
@@ -161,6 +172,7 @@ class Registry:
             },
         )
         self._audit(actor, "meter.remove", meter.slug, meter, None)
+        rollup.drop(self.store, meter)
         return meter
 
     def _audit(
