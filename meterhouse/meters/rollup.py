@@ -121,6 +121,7 @@ def ensure(
     with lock if lock is not None else nullcontext():
         if exists(store, meter):
             return True
+        _drop_stale(store, meter)
         key = rollup_key(meter)
         store.command(f"DELETE FROM {TABLE} WHERE `rollup` = {{key:String}}", {"key": key})
         store.command(f"INSERT INTO {TABLE} {_select(meter)}")
@@ -129,6 +130,24 @@ def ensure(
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {view} TO {TABLE} AS {_select(meter)}"
         )
     return True
+
+
+def _drop_stale(store: Store, meter: Meter) -> None:
+    """Views of the meter's earlier definitions (a meters file edited since): they would
+    keep filling rollups no query reads."""
+    stale = [
+        str(row[0])
+        for row in store.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() "
+            "AND match(name, {pattern:String}) AND name != {current:String}",
+            {
+                "pattern": f"^meter_hours_{meter.slug}_[0-9a-f]{{12}}_mv$",
+                "current": view_name(meter),
+            },
+        ).rows
+    ]
+    for name in stale:
+        store.command(f"DROP VIEW IF EXISTS {name}")
 
 
 def drop(store: Store, meter: Meter) -> None:

@@ -7,6 +7,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -14,7 +15,7 @@ from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse.meters import rollup
 from meterhouse.meters.definition import new_ulid, parse
 from meterhouse.meters.query import MeterQuery, Scope, run_query
-from meterhouse.meters.registry import Registry
+from meterhouse.meters.registry import Registry, load_file
 from meterhouse.processing.columns import SCHEMAS
 from meterhouse.store.base import Store
 
@@ -91,3 +92,29 @@ def test_rollup_equals_the_events_under_replays(migrated_store: Store) -> None:
     registry.remove("gpu_minutes", actor="test")
     assert not rollup.exists(store, meter)
     assert store.query("SELECT count() FROM meter_hours").scalar() == 0
+
+
+def test_an_edited_file_meter_gets_a_new_rollup_and_drops_the_old_view(
+    migrated_store: Store, tmp_path: Path
+) -> None:
+    store = migrated_store
+    rng = random.Random(5)
+    writer = ClickHouseWriter(store)
+    events, sent = _batch(0, 200, rng)
+    assert writer.write_tables({"meter_events": events}, token="one").ok
+    path = tmp_path / "meters.yaml"
+    line = "meters:\n  - {slug: gpu, eventType: gpu.usage, aggregation: %s%s}\n"
+    views = (
+        "SELECT name FROM system.tables WHERE database = currentDatabase() "
+        "AND name LIKE 'meter_hours_gpu_%'"
+    )
+    answers = []
+    for aggregation, value in (("COUNT", ""), ("SUM", ", valueProperty: $.minutes")):
+        path.write_text(line % (aggregation, value))
+        registry = Registry(store, load_file(str(path)))
+        registry.ensure_rollups()
+        assert len(store.query(views).rows) == 1
+        (meter,) = registry.list()
+        query = MeterQuery(start=START, end=END)
+        answers.append(run_query(store, meter, Scope(), query, END)[0].value)
+    assert answers == [len(sent), sum((v for _, _, _, v in sent), Decimal(0))]
