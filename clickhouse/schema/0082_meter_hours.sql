@@ -13,7 +13,7 @@ CREATE TABLE IF NOT EXISTS meter_hours
     project_id  String,
     subject     String,
     groups      Array(String),                        -- group values, in the meter's order
-    hour        DateTime('UTC'),
+    hour        DateTime64(3, 'UTC'),
     value_sum   SimpleAggregateFunction(sum, Decimal(38, 12)),
     value_min   SimpleAggregateFunction(min, Decimal(38, 12)),
     value_max   SimpleAggregateFunction(max, Decimal(38, 12)),
