@@ -31,7 +31,7 @@ class MeterBackend(Protocol):
     def add(self, payload: dict[str, Any], actor: str) -> dict[str, Any]: ...
     def list(self) -> list[dict[str, Any]]: ...
     def show(self, slug: str) -> dict[str, Any]: ...
-    def remove(self, slug: str, actor: str) -> None: ...
+    def remove(self, slug: str, actor: str) -> dict[str, Any]: ...
 
 
 class StoreMeters:
@@ -51,8 +51,8 @@ class StoreMeters:
     def show(self, slug: str) -> dict[str, Any]:
         return self.registry.get(slug).as_openmeter()
 
-    def remove(self, slug: str, actor: str) -> None:
-        self.registry.remove(slug, actor=actor)
+    def remove(self, slug: str, actor: str) -> dict[str, Any]:
+        return self.registry.remove(slug, actor=actor).as_openmeter()
 
 
 class ServiceMeters(ServiceClient):
@@ -68,9 +68,11 @@ class ServiceMeters(ServiceClient):
     def show(self, slug: str) -> dict[str, Any]:
         return self._call("GET", f"/api/v1/meters/{slug}")
 
-    def remove(self, slug: str, actor: str) -> None:
+    def remove(self, slug: str, actor: str) -> dict[str, Any]:
+        removed = self.show(slug)  # DELETE answers 204, without the meter
         headers = {"X-Meterhouse-Actor": actor}
-        self._request("DELETE", f"/api/v1/meters/{slug}", headers=headers)
+        self._request("DELETE", f"/api/v1/meters/{removed['slug']}", headers=headers)
+        return removed
 
 
 @contextmanager
@@ -225,9 +227,14 @@ def show_cmd(cli: CliContext, slug: str, fmt: str) -> None:
 
 @meters.command("remove")
 @click.argument("slug")
+@format_option
 @pass_cli
-def remove_cmd(cli: CliContext, slug: str) -> None:
-    """Remove meter SLUG (audited). Its events stay stored; adding it again counts them."""
+def remove_cmd(cli: CliContext, slug: str, fmt: str) -> None:
+    """Remove meter SLUG (audited) and print it. Its events stay stored; adding it again
+    counts them."""
     with meter_backend(cli) as backend:
-        _run(lambda: backend.remove(slug, cli.actor))
-    click.echo(f"removed meter {slug}")
+        removed = _run(lambda: backend.remove(slug, cli.actor))
+    if fmt == "table":
+        click.echo(f"removed meter {removed['slug']}")
+    else:
+        _echo([removed], fmt)

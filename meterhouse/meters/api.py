@@ -24,7 +24,6 @@ import ast
 import asyncio
 import csv
 import io
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,7 +51,7 @@ from meterhouse.meters.registry import (
     Registry,
     load_file,
 )
-from meterhouse.service.app import ServiceContext, problem
+from meterhouse.service.app import ServiceContext, once_per_context, problem
 from meterhouse.service.auth import authorize_admin, read_auth
 from meterhouse.service.limits import json_body
 from meterhouse.tenants import now_utc
@@ -396,24 +395,15 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-_CONTEXT_ATTRIBUTE = "_meterhouse_meters"
-_CREATE_LOCK = threading.Lock()
-
-
 def service_meters(ctx: ServiceContext) -> BillableMeters:
     """The meters of this service (one registry per context, shared by ingest's billing
     and the API), made on first use: the meters file is read then, and a mistake in it
     stops the start, naming the meter and field."""
-    found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
-    if isinstance(found, BillableMeters):
-        return found
-    with _CREATE_LOCK:
-        found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
-        if not isinstance(found, BillableMeters):
-            registry = Registry(ctx.store, load_file(ctx.settings.meters_file))
-            found = BillableMeters(registry)
-            setattr(ctx, _CONTEXT_ATTRIBUTE, found)
-        return found
+
+    def make() -> BillableMeters:
+        return BillableMeters(Registry(ctx.store, load_file(ctx.settings.meters_file)))
+
+    return once_per_context(ctx, "_meterhouse_meters", BillableMeters, make)
 
 
 def install_meters(ctx: ServiceContext) -> None:

@@ -106,11 +106,7 @@ def _path_args(prefix: str, path: JsonPath, params: dict[str, Any]) -> str:
 
 def text_expr(prefix: str, path: JsonPath, params: dict[str, Any]) -> str:
     """The value at ``path`` as text: a string's content, else its JSON ('' if absent)."""
-    args = _path_args(prefix, path, params)
-    return (
-        f"if(JSONType(data, {args}) = 'String', JSONExtractString(data, {args}), "
-        f"JSONExtractRaw(data, {args}))"
-    )
+    return rollup.json_text(_path_args(prefix, path, params))
 
 
 def number_expr(prefix: str, path: JsonPath, params: dict[str, Any]) -> str:

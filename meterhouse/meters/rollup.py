@@ -46,6 +46,15 @@ def literal_args(steps: tuple[str | int, ...]) -> str:
     )
 
 
+def json_text(args: str) -> str:
+    """The value at JSONExtract keys ``args`` of ``data`` as text: a string's content,
+    else its JSON ('' when absent). Meter values and group values are read with it."""
+    return (
+        f"if(JSONType(data, {args}) = 'String', JSONExtractString(data, {args}), "
+        f"JSONExtractRaw(data, {args}))"
+    )
+
+
 def rollup_key(meter: Meter) -> str:
     definition = "\x1f".join(
         [
@@ -70,23 +79,12 @@ def _select(meter: Meter) -> str:
         at = meter.event_from.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         where.append(f"event_time >= toDateTime64({quote(at)}, 3, 'UTC')")
     if meter.value_property is not None and meter.aggregation != "COUNT":
-        args = literal_args(meter.value_property.steps)
-        text = (
-            f"if(JSONType(data, {args}) = 'String', JSONExtractString(data, {args}), "
-            f"JSONExtractRaw(data, {args}))"
-        )
-        value = f"toDecimal128OrNull({text}, 12)"
+        value = f"toDecimal128OrNull({json_text(literal_args(meter.value_property.steps))}, 12)"
         where.append(f"isNotNull({value})")
         number = f"assumeNotNull({value})"
     else:
         number = "toDecimal128(0, 12)"
-    groups = []
-    for path in meter.group_by.values():
-        args = literal_args(path.steps)
-        groups.append(
-            f"if(JSONType(data, {args}) = 'String', JSONExtractString(data, {args}), "
-            f"JSONExtractRaw(data, {args}))"
-        )
+    groups = [json_text(literal_args(path.steps)) for path in meter.group_by.values()]
     return (
         f"SELECT {quote(rollup_key(meter))} AS `rollup`, account_id, team_id, project_id, "
         f"subject, [{', '.join(groups)}]::Array(String) AS groups, "

@@ -3,6 +3,7 @@ unit, in the balance and in budgets, to the last digit; an unpriced meter is fla
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from meterhouse import tenants
+from meterhouse.dashboards import build_boards, usage
 from meterhouse.ledger.balance import account_balance
 from meterhouse.ledger.budgets import budget_statuses, set_budget
 from meterhouse.ledger.grants import create_grant
@@ -17,7 +19,11 @@ from meterhouse.ledger.months import MonthSpan, zone_of
 from meterhouse.ledger.statement import build_statement
 from meterhouse.rating.price_book import PriceBook
 from meterhouse.store.base import Store
+from tests.dashboards.macros import QueryContext, expand, grafana_interval
+from tests.dashboards.test_queries import State, clickhouse_targets, resolve_variables
 from tests.ingest.conftest import make_service
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 
 TYPE = "gpu.usage"
 METERS = """\
@@ -124,3 +130,28 @@ def test_a_priced_meter_reconciles_in_statement_balance_and_budget(
     ).rows[0]
     assert unpriced == (len(sent), Decimal(0), "no_meter_price")
     assert store.query("SELECT count() FROM usage_events WHERE item = 'gpu_peak'").scalar() == 0
+    shown = _usage_dashboard_lines(store, span.start - timedelta(days=1), now)
+    assert shown["gpu_minutes", "minute"] == expected
+    assert shown["gpu_jobs", "job"] == 0
+
+
+def _usage_dashboard_lines(
+    store: Store, start: datetime, end: datetime
+) -> dict[tuple[str, str], Decimal]:
+    """The Usage statement dashboard's statement table, as Grafana runs it for acme with
+    every other variable left at "All": (item, unit) -> credits of its kind-meter rows."""
+    board = next(b for b in build_boards() if b.spec.uid == usage.UID)
+    committed = json.loads((DASHBOARDS / board.spec.file_name).read_text(encoding="utf-8"))
+    variables = resolve_variables(store, board, committed, State("acme", {"account": "acme"}))
+    ctx = QueryContext(
+        start, end, grafana_interval(start, end, 1000, timedelta(seconds=15)), variables
+    )
+    sql = next(
+        t["rawSql"] for _, t in clickhouse_targets(committed) if t["rawSql"] == usage.STATEMENT_SQL
+    )
+    result = store.query(expand(sql, ctx))
+    return {
+        (row["Item"], row["Unit"]): row["Credits"]
+        for row in result.dicts()
+        if row["Kind"] == "meter"
+    }

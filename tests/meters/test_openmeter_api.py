@@ -33,6 +33,13 @@ BERLIN = ZoneInfo("Europe/Berlin")
 # The Sunday summer time ends in Berlin (a 25-hour day), and the days around it.
 START = datetime(2026, 10, 23, 22, 0, tzinfo=UTC)  # 2026-10-24 00:00 in Berlin
 END = datetime(2026, 10, 27, 23, 0, tzinfo=UTC)  # 2026-10-28 00:00 in Berlin
+# Day windows in Berlin over the whole range, as most queries below ask.
+DAYS: dict[str, Any] = {
+    "from_parameter": START,
+    "to": END,
+    "window_size": "DAY",
+    "window_time_zone": "Europe/Berlin",
+}
 METERS_FILE = """\
 meters:
   - slug: gpu_minutes
@@ -128,7 +135,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     meters_file.write_text(METERS_FILE)
     _cli(data_dir, "migrate")
     for account in ("acme", "globex"):
-        _cli(data_dir, "accounts", "create", account, "--name", account.title())
+        # The accounts' own time zone is the one the day windows below are asked in.
+        _cli(data_dir, "accounts", "create", account, "--name", account.title(),
+             "--time-zone", "Europe/Berlin")  # fmt: skip
     _cli(data_dir, "users", "add", "alice", "--account", "acme", "--email", "a@acme.test",
          "--role", "billing")  # fmt: skip
     read_token = _token(
@@ -239,10 +248,7 @@ def test_query_days_across_the_end_of_summer_time(live: Live) -> None:
     with live.client(live.read_token) as client:
         rows = client.meters.query_json(
             "gpu_minutes",
-            from_parameter=START,
-            to=END,
-            window_size="DAY",
-            window_time_zone="Europe/Berlin",
+            **DAYS,
             group_by=["subject", "gpu"],
         ).data
     expected = _recount(_acme(live), _day, ("gpu",), _sum)
@@ -294,10 +300,7 @@ def test_query_as_csv(live: Live) -> None:
     with live.client(live.read_token) as client:
         text = client.meters.query_csv(
             "gpu_minutes",
-            from_parameter=START,
-            to=END,
-            window_size="DAY",
-            window_time_zone="Europe/Berlin",
+            **DAYS,
             group_by=["subject", "gpu"],
         )
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -346,10 +349,7 @@ def test_meters_added_through_the_api_count_events_stored_before(live: Live) -> 
         for aggregation, (_, value) in AGGREGATIONS.items():
             rows = client.meters.query_json(
                 f"gpu_{aggregation.lower()}",
-                from_parameter=START,
-                to=END,
-                window_size="DAY",
-                window_time_zone="Europe/Berlin",
+                **DAYS,
                 group_by=["subject"],
             ).data
             assert _answer(rows, ()) == _recount(_acme(live), _day, (), value), aggregation
