@@ -434,3 +434,42 @@ def test_cli_defines_meters_through_the_running_service(live: Live) -> None:
     assert {m["slug"]: m["annotations"]["meterhouse.origin"] for m in listed}["gpu_minutes"] == (
         "file"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/meters/gpu_minutes/query?windowTimeZone=Mars/Olympus", "windowTimeZone"),
+        ("/api/v1/meters/gpu_minutes/query?from=yesterday", "from"),
+        ("/api/v1/meters/gpu_minutes/query?filterGroupBy=" + "[" * 3000, "filterGroupBy"),
+        ("/api/v1/meters/gpu_minutes/query?filterGroupBy[colour]=red", "groupBy"),
+        (
+            "/api/v1/meters/gpu_minutes/query?advancedMeterGroupByFilters={}",
+            "advancedMeterGroupByFilters",
+        ),
+        ("/api/v1/meters/gpu_minutes/group-by/colour/values", "groupByKey"),
+        ("/api/v1/events?limit=0", "limit"),
+        ("/api/v1/events?customerId=c1", "customerId"),
+        ("/api/v1/meters?pageSize=abc", "pageSize"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_field(live: Live, path: str, field: str) -> None:
+    answer = requests.get(
+        f"{live.service.url}{path}",
+        headers={"Authorization": f"Bearer {live.read_token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert answer.json()["field"] == field
+
+
+def test_ingest_keys_read_nothing(live: Live) -> None:
+    token = _token(_cli(live.data_dir, "keys", "create", "--source", SOURCE))
+    answer = requests.get(
+        f"{live.service.url}/api/v1/events",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 403
+    assert answer.headers["content-type"].startswith("application/problem+json")
