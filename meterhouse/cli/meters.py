@@ -86,7 +86,9 @@ def meter_backend(cli: CliContext) -> Iterator[MeterBackend]:
     except MeterhouseError as exc:
         raise click.ClickException(str(exc)) from exc
     with store:
-        yield StoreMeters(Registry(store, _run(lambda: load_file(cli.settings.meters_file))))
+        file_meters = _run(lambda: load_file(cli.settings.meters_file))
+        rollups = not cli.settings.clickhouse_cluster
+        yield StoreMeters(Registry(store, file_meters, rollups=rollups))
 
 
 def _run(action: Callable[[], Any]) -> Any:

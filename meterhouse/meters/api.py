@@ -401,7 +401,9 @@ def service_meters(ctx: ServiceContext) -> BillableMeters:
     stops the start, naming the meter and field."""
 
     def make() -> BillableMeters:
-        return BillableMeters(Registry(ctx.store, load_file(ctx.settings.meters_file)))
+        file_meters = load_file(ctx.settings.meters_file)
+        rollups = not ctx.settings.clickhouse_cluster
+        return BillableMeters(Registry(ctx.store, file_meters, rollups=rollups))
 
     return once_per_context(ctx, "_meterhouse_meters", BillableMeters, make)
 

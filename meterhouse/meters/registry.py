@@ -87,16 +87,19 @@ def _with(
 class Registry:
     """Every meter: the file's, then the table's."""
 
-    def __init__(self, store: Store, file_meters: list[Meter]) -> None:
+    def __init__(self, store: Store, file_meters: list[Meter], *, rollups: bool = True) -> None:
         self.store = store
         self.file_meters = {meter.slug: meter for meter in file_meters}
+        # Rollup views are made on the node meterhouse talks to: on a cluster
+        # (MH_CLICKHOUSE_CLUSTER) other replicas would not fill them, so queries read events.
+        self.rollups = rollups
         # Held while a rollup is made (meterhouse/meters/rollup.py): the service sets it to
         # its writer's lock, so no insert of events is in flight meanwhile.
         self.write_lock: threading.Lock | None = None
 
     def ensure_rollups(self) -> None:
         """Every meter's hourly rollup, made where missing (at the service's start)."""
-        for meter in self.list():
+        for meter in self.list() if self.rollups else ():
             rollup.ensure(self.store, meter, self.write_lock)
 
     def _stored(self, slug: str | None = None) -> list[Meter]:
@@ -149,7 +152,8 @@ class Registry:
             },
         )
         self._audit(actor, "meter.add", meter.slug, None, stored)
-        rollup.ensure(self.store, stored, self.write_lock)
+        if self.rollups:
+            rollup.ensure(self.store, stored, self.write_lock)
         return stored
 
     def remove(self, slug_or_id: str, *, actor: str) -> Meter:
