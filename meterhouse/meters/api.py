@@ -24,6 +24,7 @@ import ast
 import asyncio
 import csv
 import io
+import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,11 +114,19 @@ def _filters(request: Request) -> dict[str, tuple[str, ...]]:
 
 def _query_of(request: Request) -> MeterQuery:
     params = request.query_params
-    for unsupported in ("advancedMeterGroupByFilters", "filterCustomerId"):
-        if unsupported in params:
-            raise MeterError(
-                unsupported, "not supported by meterhouse: use filterGroupBy and subject"
-            )
+    if "filterCustomerId" in params:
+        raise MeterError("filterCustomerId", "meterhouse has no customers: filter by subject")
+    advanced: dict[str, Any] = {}
+    raw_advanced = params.get("advancedMeterGroupByFilters")
+    if raw_advanced:
+        if len(raw_advanced) > MAX_FILTER_TEXT:
+            raise MeterError("advancedMeterGroupByFilters", "is too long")
+        try:
+            advanced = json.loads(raw_advanced)
+        except (ValueError, RecursionError) as exc:
+            raise MeterError("advancedMeterGroupByFilters", "must be a JSON object") from exc
+        if not isinstance(advanced, dict):
+            raise MeterError("advancedMeterGroupByFilters", "must be an object: group -> filter")
     window = params.get("windowSize") or None
     return MeterQuery(
         start=_time(request, "from"),
@@ -127,6 +136,7 @@ def _query_of(request: Request) -> MeterQuery:
         subjects=tuple(params.getlist("subject")),
         group_by=tuple(params.getlist("groupBy")),
         filters=_filters(request),
+        advanced=advanced,
     )
 
 

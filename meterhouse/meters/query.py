@@ -58,6 +58,63 @@ class MeterQuery:
     subjects: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    advanced: dict[str, Any] = field(default_factory=dict)  # group -> OpenMeter FilterString
+
+
+_COMPARE: Final = {
+    "$eq": "=",
+    "$ne": "!=",
+    "$gt": ">",
+    "$gte": ">=",
+    "$lt": "<",
+    "$lte": "<=",
+    "$like": "LIKE",
+    "$nlike": "NOT LIKE",
+    "$ilike": "ILIKE",
+    "$nilike": "NOT ILIKE",
+}
+_FIELD: Final = "advancedMeterGroupByFilters"
+MAX_FILTER_DEPTH: Final = 4
+
+
+def filter_sql(
+    column: str, spec: object, params: dict[str, Any], prefix: str, depth: int = 0
+) -> str:
+    """OpenMeter's FilterString ($eq, $ne, $in, $nin, $like ..., $and, $or) as a condition
+    on ``column``; every value a query parameter."""
+    if not isinstance(spec, dict) or depth > MAX_FILTER_DEPTH:
+        raise MeterError(
+            _FIELD, f"a filter is an object of operators, nested at most {MAX_FILTER_DEPTH} deep"
+        )
+    parts: list[str] = []
+    for index, (operator, value) in enumerate(sorted(spec.items())):
+        name = f"{prefix}_{index}"
+        if value is None:
+            continue
+        if operator in _COMPARE and isinstance(value, str):
+            parts.append(f"{column} {_COMPARE[operator]} {{{name}:String}}")
+            params[name] = value
+        elif (
+            operator in ("$in", "$nin")
+            and isinstance(value, list)
+            and all(isinstance(v, str) for v in value)
+        ):
+            parts.append(
+                f"{column} {'NOT IN' if operator == '$nin' else 'IN'} {{{name}:Array(String)}}"
+            )
+            params[name] = value
+        elif operator in ("$and", "$or") and isinstance(value, list) and value:
+            inner = [
+                filter_sql(column, item, params, f"{name}_{j}", depth + 1)
+                for j, item in enumerate(value)
+            ]
+            parts.append("(" + (" AND " if operator == "$and" else " OR ").join(inner) + ")")
+        else:
+            known = ", ".join([*_COMPARE, "$in", "$nin", "$and", "$or"])
+            raise MeterError(
+                _FIELD, f"{str(operator)[:40]!r} with {type(value).__name__}: use {known}"
+            )
+    return "(" + " AND ".join(parts) + ")" if parts else "1 = 1"
 
 
 @dataclass(frozen=True)
@@ -181,7 +238,7 @@ def run_query(
     """The meter's values per window, subject (when asked) and group: from its hourly
     rollup when that answers the query exactly (rollup.covers), else from the events."""
     tz = zone(query.zone)
-    for key in (*query.group_by, *query.filters):
+    for key in (*query.group_by, *query.filters, *query.advanced):
         if key != "subject" and key not in meter.group_by:
             known = ", ".join(["subject", *meter.group_by]) or "subject"
             raise MeterError("groupBy", f"meter {meter.slug} has no group {key!r}; it has {known}")
@@ -204,6 +261,9 @@ def run_query(
             column = source.group(f"mh_filterpath{index}", key)
             where.append(f"{column} IN {{mh_filter{index}:Array(String)}}")
         params[f"mh_filter{index}"] = list(values)
+    for index, (key, spec) in enumerate(sorted(query.advanced.items())):
+        column = "subject" if key == "subject" else source.group(f"mh_advpath{index}", key)
+        where.append(filter_sql(column, spec, params, f"mh_adv{index}"))
     keys = ["window_start", *(["subject"] if by_subject else [])]
     keys += [f"g{index}" for index in range(len(groups))]
     selected = [

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -272,6 +273,22 @@ def test_query_filters_by_subject_and_group_in_hours(live: Live) -> None:
     assert _answer(rows, ()) == _recount(chosen, _hour, (), _sum)
 
 
+def test_query_with_advanced_group_filters(live: Live) -> None:
+    advanced = {
+        "gpu": {"$in": ["a100", "l4"]},
+        "region": {"$or": [{"$eq": "eu"}, {"$like": "u%"}], "$ne": "us"},
+    }
+    with live.client(live.read_token) as client:
+        rows = client.meters.query_json(
+            "gpu_minutes",
+            **DAYS,
+            group_by=["subject"],
+            advanced_meter_group_by_filters=advanced,
+        ).data
+    chosen = [e for e in _acme(live) if e.gpu == "a100" and e.region == "eu"]
+    assert _answer(rows, ()) == _recount(chosen, _day, (), _sum)
+
+
 def test_query_without_window_and_in_minutes(live: Live) -> None:
     with live.client(live.read_token) as client:
         total = client.meters.query_json("gpu_minutes", from_parameter=START, to=END).data
@@ -444,7 +461,12 @@ def test_cli_defines_meters_through_the_running_service(live: Live) -> None:
         ("/api/v1/meters/gpu_minutes/query?filterGroupBy=" + "[" * 3000, "filterGroupBy"),
         ("/api/v1/meters/gpu_minutes/query?filterGroupBy[colour]=red", "groupBy"),
         (
-            "/api/v1/meters/gpu_minutes/query?advancedMeterGroupByFilters={}",
+            "/api/v1/meters/gpu_minutes/query?advancedMeterGroupByFilters="
+            + quote(json.dumps({"gpu": {"$regex": "a.*"}})),
+            "advancedMeterGroupByFilters",
+        ),
+        (
+            "/api/v1/meters/gpu_minutes/query?advancedMeterGroupByFilters=[1]",
             "advancedMeterGroupByFilters",
         ),
         ("/api/v1/meters/gpu_minutes/group-by/colour/values", "groupByKey"),
