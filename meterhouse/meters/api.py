@@ -4,6 +4,7 @@ OpenMeter's SDKs work unchanged (shapes: /work/shared/reference/openmeter, docs/
     GET    /api/v1/meters                                   every reader
     POST   /api/v1/meters                                   admin token
     GET    /api/v1/meters/{meterIdOrSlug}                   every reader
+    PUT    /api/v1/meters/{meterIdOrSlug}                   admin token (MeterUpdate)
     DELETE /api/v1/meters/{meterIdOrSlug}                   admin token
     GET    /api/v1/meters/{meterIdOrSlug}/query             JSON, or CSV (Accept: text/csv)
     POST   /api/v1/meters/{meterIdOrSlug}/query             the same, parameters as JSON
@@ -292,6 +293,28 @@ class MeterApi:
         self.meters.refresh()  # ingest bills the new meter from the next event on
         return stored
 
+    async def update_meter(self, request: Request) -> Response:
+        refused = await authorize_admin(self.ctx, request, "meters")
+        if refused is not None:
+            return refused
+        try:
+            payload = await json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "the body must be OpenMeter's MeterUpdate JSON")
+        if not isinstance(payload, dict):
+            return problem(400, "Bad Request", "the body must be OpenMeter's MeterUpdate JSON")
+        actor = request.headers.get("x-meterhouse-actor", "api:admin")[:128]
+        try:
+            updated = await self._run(self._update, request.path_params["meter"], payload, actor)
+        except MeterhouseError as exc:
+            return _failure(exc)
+        return JSONResponse(updated.as_openmeter())
+
+    def _update(self, slug: str, payload: dict[str, object], actor: str) -> Any:
+        updated = self.registry.update(slug, payload, actor=actor)
+        self.meters.refresh()
+        return updated
+
     async def delete_meter(self, request: Request) -> Response:
         refused = await authorize_admin(self.ctx, request, "meters")
         if refused is not None:
@@ -376,6 +399,7 @@ class MeterApi:
             Route("/api/v1/meters", g(self.list_meters), methods=["GET"]),
             Route("/api/v1/meters", self.create_meter, methods=["POST"]),
             Route(base, g(self.get_meter), methods=["GET"]),
+            Route(base, self.update_meter, methods=["PUT"]),
             Route(base, self.delete_meter, methods=["DELETE"]),
             Route(f"{base}/query", g(self.query), methods=["GET", "POST"]),
             Route(f"{base}/subjects", g(self.meter_subjects), methods=["GET"]),

@@ -36,6 +36,27 @@ _COLUMNS = (
 )
 
 
+UPDATABLE = frozenset({"name", "description", "groupBy", "metadata", "unit"})
+
+
+def meter_payload(meter: Meter) -> dict[str, object]:
+    """The meter as OpenMeter's MeterCreate JSON (plus meterhouse's unit)."""
+    payload: dict[str, object] = {
+        "slug": meter.slug,
+        "eventType": meter.event_type,
+        "aggregation": meter.aggregation,
+        "groupBy": {key: path.text for key, path in meter.group_by.items()},
+        "name": meter.name,
+        "description": meter.description,
+        "unit": meter.unit,
+    }
+    if meter.value_property is not None:
+        payload["valueProperty"] = meter.value_property.text
+    if meter.event_from is not None:
+        payload["eventFrom"] = meter.event_from
+    return payload
+
+
 class MeterNotFoundError(MeterError):
     """No meter has this slug or id."""
 
@@ -133,11 +154,44 @@ class Registry:
             raise MeterConflictError("slug", f"a meter {meter.slug!r} exists already")
         now = datetime.now(UTC)
         stored = _with(meter, meter_id=meter_id, created=now)
+        self._write(stored)
+        self._audit(actor, "meter.add", meter.slug, None, stored)
+        if self.rollups:
+            rollup.ensure(self.store, stored, self.write_lock)
+        return stored
+
+    def update(self, slug_or_id: str, changes: dict[str, object], *, actor: str) -> Meter:
+        """OpenMeter's MeterUpdate: name, description and groupBy (and meterhouse's unit);
+        the slug, event type, aggregation and value stay. A new groupBy is a new rollup."""
+        meter = self.get(slug_or_id)
+        if meter.origin == "file":
+            raise MeterConflictError(
+                "slug", f"{meter.slug!r} is defined in the meters file: edit it there"
+            )
+        fixed = sorted(set(changes) - UPDATABLE)
+        if fixed:
+            raise MeterError(
+                fixed[0], f"cannot be changed; only {', '.join(sorted(UPDATABLE))} can"
+            )
+        payload = {**meter_payload(meter), **{k: v for k, v in changes.items() if k != "metadata"}}
+        updated = replace(
+            parse(payload),
+            meter_id=meter.meter_id,
+            created_at=meter.created_at,
+            updated_at=datetime.now(UTC),
+        )
+        self._write(updated)
+        self._audit(actor, "meter.update", meter.slug, meter, updated)
+        if self.rollups:
+            rollup.ensure(self.store, updated, self.write_lock)
+        return updated
+
+    def _write(self, meter: Meter) -> None:
         self.store.insert(
             "meters",
             {
                 "slug": [meter.slug],
-                "meter_id": [meter_id],
+                "meter_id": [meter.meter_id],
                 "name": [meter.name],
                 "description": [meter.description],
                 "event_type": [meter.event_type],
@@ -146,15 +200,11 @@ class Registry:
                 "group_by": [json.dumps({k: path.text for k, path in meter.group_by.items()})],
                 "unit": [meter.unit],
                 "event_from": [meter.event_from],
-                "created_at": [now],
-                "updated_at": [now],
+                "created_at": [meter.created_at],
+                "updated_at": [meter.updated_at],
                 "is_deleted": [0],
             },
         )
-        self._audit(actor, "meter.add", meter.slug, None, stored)
-        if self.rollups:
-            rollup.ensure(self.store, stored, self.write_lock)
-        return stored
 
     def remove(self, slug_or_id: str, *, actor: str) -> Meter:
         meter = self.get(slug_or_id)

@@ -372,6 +372,22 @@ def test_meters_added_through_the_api_count_events_stored_before(live: Live) -> 
             assert _answer(rows, ()) == _recount(_acme(live), _day, (), value), aggregation
 
 
+def test_a_meter_updated_with_a_new_group_counts_by_it(live: Live) -> None:
+    with live.client() as admin:
+        updated = admin.meters.update(
+            "gpu_count",
+            {"name": "GPU events", "groupBy": {"gpu": "$.gpu", "region": "$.where.region"}},
+        )
+        assert updated.name == "GPU events" and set(updated.group_by) == {"gpu", "region"}
+        with pytest.raises(HttpResponseError) as fixed:
+            admin.meters.update("gpu_minutes", {"name": "x"})  # the file's: edit the file
+        assert fixed.value.status_code == 409
+    with live.client(live.read_token) as client:
+        rows = client.meters.query_json("gpu_count", **DAYS, group_by=["region"]).data
+    expected = _recount(_acme(live), _day, ("region",), len, by_subject=False)
+    assert _answer(rows, ("region",)) == expected
+
+
 def test_subjects_group_values_and_events_are_the_readers_own(live: Live) -> None:
     acme = _acme(live)
     with live.client(live.read_token) as client:
