@@ -10,7 +10,9 @@ that type (strict: wrong types and unknown fields are errors), and every event i
 element is not an event of a known type, is the body decoded again element by element,
 the envelope first and ``data`` once the ``type`` says which struct it must be, so that
 each error names its element's index and field; the elements that decode are checked by
-the same functions. tests/ingest/test_decode.py checks that both steps say the same.
+the same functions. A type outside meterhouse's namespace is a free-form event
+(collectors/free_form.py): its data is kept raw, for meters. tests/ingest/test_decode.py
+checks that both steps say the same.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Annotated, ClassVar, Final
 
 import msgspec
 
+from collectors import free_form
 from collectors import validate as v
 from collectors.problems import MAX_REPORTED_ERRORS, FieldError, Reason, from_msgspec
 from meterhouse import records as r
@@ -247,13 +250,17 @@ def decode_event(
     event_type = envelope.type if envelope.type in r.DATA_TYPES else "unknown"
     errors = _context_problems(index, envelope, key, now, limits)
     decoder = _DATA_DECODERS.get(envelope.type)
+    if decoder is None and free_form.claims(envelope.type):
+        event, errors = free_form.event(index, envelope, errors, key, now)
+        return event, errors, r.FREE_FORM
     if decoder is None:
         known = ", ".join(r.EVENT_TYPES)
         errors.append(
             FieldError(
                 index,
                 "type",
-                f"unknown event type {envelope.type[:120]!r}; known: {known}",
+                f"unknown event type {envelope.type[:120]!r}: {r.RESERVED_TYPE_PREFIX}* "
+                f"is meterhouse's own namespace; known: {known}",
                 "unknown_type",
             )
         )

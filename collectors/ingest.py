@@ -20,6 +20,7 @@ from exporters.spool import Spool, SpoolError, SpoolFullError
 from meterhouse import records as r
 from meterhouse.errors import StoreError
 from meterhouse.logs import get_logger
+from meterhouse.meters.billing import BillableMeters
 from meterhouse.processing.accounts import AccountDirectory, AccountInfo
 from meterhouse.processing.columns import Built, ColumnBuilder
 from meterhouse.rating.rater import Rater
@@ -99,18 +100,20 @@ class Ingestor:
         *,
         spool: Spool | None = None,
         writer: ClickHouseWriter | None = None,
+        meters: BillableMeters | None = None,
     ) -> None:
         self.accounts = LastKnownAccounts(store, max_age_seconds=ACCOUNT_CACHE_SECONDS)
         self.rater = rater
         self.writer = writer or ClickHouseWriter(store)
         self.metrics = metrics
         self.spool = spool
+        self.meters = meters
         self._builders = threading.local()
 
     def _builder(self) -> ColumnBuilder:
         builder: ColumnBuilder | None = getattr(self._builders, "builder", None)
         if builder is None:
-            builder = self._builders.builder = ColumnBuilder(self.accounts, self.rater)
+            builder = self._builders.builder = ColumnBuilder(self.accounts, self.rater, self.meters)
         return builder
 
     def rate(self, events: Sequence[r.Event]) -> Built:

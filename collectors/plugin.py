@@ -33,6 +33,7 @@ from exporters.spool import Faults, Spool, SpoolError
 from exporters.spool.replay import ReplayError, replay
 from meterhouse import keys
 from meterhouse.jsonable import to_jsonable
+from meterhouse.meters.api import service_meters
 from meterhouse.rating.rater import Rater
 from meterhouse.service.app import ServiceContext, problem
 from meterhouse.service.auth import authorize_admin
@@ -58,7 +59,9 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
     metrics = IngestMetrics(ctx.registry)
     settings = ctx.settings
     writer = ClickHouseWriter(ctx.store, cluster=bool(settings.clickhouse_cluster))
-    ingestor = Ingestor(ctx.store, rater or Rater.default(), metrics, writer=writer)
+    meters = service_meters(ctx)
+    meters.registry.write_lock = writer.lock
+    ingestor = Ingestor(ctx.store, rater or Rater.default(), metrics, writer=writer, meters=meters)
     if settings.ingest_durability == "spool":
         spool = Spool(
             spool_directory(settings, ctx.store),

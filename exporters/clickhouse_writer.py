@@ -39,7 +39,7 @@ from meterhouse.store.base import Store
 log = get_logger(__name__)
 
 KEYED_TABLES: Final = frozenset(
-    {"usage_events", "job_run_events", "job_logs", "job_definition_events"}
+    {"usage_events", "job_run_events", "job_logs", "job_definition_events", "meter_events"}
 )
 # Inserts in the order a reader expects them: a run's cost never shows before the run.
 TABLE_ORDER: Final = (
@@ -47,6 +47,7 @@ TABLE_ORDER: Final = (
     "jobs",
     "job_run_events",
     "job_logs",
+    "meter_events",
     "usage_events",
 )
 # Settings of every insert: no merging inside the inserted block (readers aggregate
@@ -103,6 +104,12 @@ class ClickHouseWriter:
         self.store = store
         self.claim_settings = {**INSERT_SETTINGS, **(CLUSTER_CLAIM_SETTINGS if cluster else {})}
         self._lock = threading.Lock()  # one batch at a time from the threads of a process
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while a batch is written: whoever holds it knows no insert is in flight
+        (a meter's rollup is made so, meterhouse/meters/rollup.py)."""
+        return self._lock
 
     def write_tables(
         self,

@@ -28,6 +28,10 @@ JOB_RUN: Final = "com.meterhouse.job.run"
 JOB_LOG: Final = "com.meterhouse.job.log"
 API_CALL: Final = "com.meterhouse.api.call"
 EVENT_TYPES: Final = (MODEL_CALL, JOB_DEFINITION, JOB_RUN, JOB_LOG, API_CALL)
+# Types in this namespace are meterhouse's own: an unknown one is a typo, refused. Any
+# other type is a free-form event (OpenMeter's model), stored raw for meters.
+RESERVED_TYPE_PREFIX: Final = "com.meterhouse."
+FREE_FORM: Final = "free-form"  # the metrics label of every free-form type
 
 # Usage types, their units, and the order they appear in on a statement.
 USAGE_UNITS: Final = {
@@ -134,7 +138,16 @@ class ApiCallData(Owner, kw_only=True, frozen=True):
     duration_ms: int = 0
 
 
-EventData = ModelCallData | JobDefinitionData | JobRunData | JobLogData | ApiCallData
+class FreeFormData(Owner, kw_only=True, frozen=True):
+    """A free-form event (a type meterhouse does not define): its ``data`` kept as the
+    JSON text it was sent as, and who it is for. ``subject`` is OpenMeter's subject (the
+    customer, user or resource the usage is attributed to, within the account)."""
+
+    subject: str
+    raw: str  # the CloudEvent's data as sent (a JSON object), or "" when it had none
+
+
+EventData = ModelCallData | JobDefinitionData | JobRunData | JobLogData | ApiCallData | FreeFormData
 
 DATA_TYPES: Final[dict[str, type[EventData]]] = {
     MODEL_CALL: ModelCallData,
@@ -169,7 +182,7 @@ class PricedLine(msgspec.Struct, kw_only=True, frozen=True):
 class Rating(msgspec.Struct, kw_only=True, frozen=True):
     """What rating says about one usage event."""
 
-    kind: Literal["model", "job", "api"]
+    kind: Literal["model", "job", "api", "meter"]
     item: str
     provider: str
     lines: tuple[PricedLine, ...]

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
             "store is held by it. Empty: read from the store's owner file."
         ),
     )
+    meters_file: str = Field(
+        default="",
+        description=(
+            'A YAML file of meters under version control (docs/events.md, "Meters"), '
+            "read when `meterhouse run` starts; a mistake in it stops the start, naming the "
+            "meter and field. Empty: only meters added through the API or `meterhouse "
+            "meters add`."
+        ),
+    )
     admin_token: SecretStr = Field(
         default=SecretStr(""),
         description=(

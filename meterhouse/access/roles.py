@@ -65,6 +65,8 @@ READ_ACTIONS: Final = {
 TABLE_ACTIONS: Final = {
     "usage_events": "statement",
     "usage_daily": "statement",
+    "meter_events": "statement",
+    "meter_hours": "statement",
     "accounts": "statement",
     "teams": "statement",
     "projects": "statement",

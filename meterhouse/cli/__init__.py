@@ -49,6 +49,7 @@ SECTIONS: dict[str, dict[str, tuple[str, str, str]]] = {
         "prices": ("prices", "prices", "Sync the LLM price catalog into ClickHouse."),
         "reprice": ("prices", "reprice", "Re-rate stored usage with current prices."),
         "billing": ("billing", "billing", "Stripe mirror, allowances, reconciliation."),
+        "meters": ("meters", "meters", "Meters over free-form events (OpenMeter's model)."),
     },
     "Dashboards": {
         "dashboards": ("dashboards", "dashboards", "Build or check the Grafana dashboards."),

@@ -41,7 +41,7 @@ PROJECTS_SQL = (
 )
 
 JOB_KINDS = ("scheduler", "asset", "webhook", "notification")
-USAGE_KINDS = ("model", "job", "api")
+USAGE_KINDS = ("model", "job", "api", "meter")  # meter: billed meters (docs/events.md)
 LOG_LEVELS = ("error", "warning", "info", "debug")
 
 

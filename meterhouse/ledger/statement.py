@@ -52,7 +52,7 @@ from meterhouse.tenants import get_account, get_project, get_team, now_utc
 
 LINE_TYPES: Final = ("grant", "expiry", "usage", "adjustment", "other_usage")
 _USAGE_ORDER: Final = {name: index for index, name in enumerate(USAGE_UNITS)}
-_KIND_LABELS: Final = {"model": "Model", "job": "Job", "api": "API"}
+_KIND_LABELS: Final = {"model": "Model", "job": "Job", "api": "API", "meter": "Meter"}
 
 _SCOPE_SQL = "({team:String} = '' OR team_id = {team:String}) AND " + (
     "({project:String} = '' OR project_id = {project:String})"

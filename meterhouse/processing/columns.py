@@ -28,7 +28,9 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from meterhouse import records as r
+from meterhouse.meters.billing import BillableMeters, quantities
 from meterhouse.processing.accounts import AccountDirectory
+from meterhouse.rating.meter_rate import rate_meter
 from meterhouse.rating.rater import (
     ModelLines,
     Rater,
@@ -129,6 +131,20 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
             ("stack_trace", STRING),
             ("source", STRING),
             ("event_id", STRING),
+        ]
+    ),
+    "meter_events": pa.schema(
+        [
+            ("account_id", STRING),
+            ("team_id", STRING),
+            ("project_id", STRING),
+            ("user_id", STRING),
+            ("subject", STRING),
+            ("event_type", STRING),
+            ("source", STRING),
+            ("event_id", STRING),
+            ("event_time", TIME),
+            ("data", STRING),
         ]
     ),
 }
@@ -250,9 +266,12 @@ class ColumnBuilder:
     rater's cached prices.
     """
 
-    def __init__(self, accounts: AccountDirectory, rater: Rater) -> None:
+    def __init__(
+        self, accounts: AccountDirectory, rater: Rater, meters: BillableMeters | None = None
+    ) -> None:
         self.accounts = accounts
         self.rater = rater
+        self.meters = meters
         self._zones = _Zones()
 
     def build(self, events: Sequence[r.Event]) -> Built:
@@ -263,8 +282,15 @@ class ColumnBuilder:
         runs: list[_Timed] = []
         logs: list[_Timed] = []
         definitions: list[_Timed] = []
+        free: list[_Timed] = []
         for position, event in enumerate(events):
             account = event.account_id
+            if isinstance(event.data, r.FreeFormData):  # raw, for meters
+                us = epoch_microseconds(event.time)
+                free.append((event, us))
+                if self.meters is not None:
+                    self._bill_meters(position, event, event.data, us, infos, rated)
+                continue
             info = infos.get(account)
             if info is None:
                 found = self.accounts.get(account)
@@ -296,6 +322,8 @@ class ColumnBuilder:
             tables["job_run_events"] = _run_table(runs)
         if logs:
             tables["job_logs"] = _log_table(logs)
+        if free:
+            tables["meter_events"] = _free_form_table(free)
         unpriced: Counter[tuple[str, str]] = Counter()
         usage = self._usage_table(batched, rated, infos)
         for _, _, rating, _, _ in rated:
@@ -304,6 +332,39 @@ class ColumnBuilder:
         if usage is not None:
             tables["usage_events"] = usage
         return Built(tables, unpriced)
+
+    def _bill_meters(
+        self,
+        position: int,
+        event: r.Event,
+        data: r.FreeFormData,
+        us: int,
+        infos: dict[str, tuple[ZoneInfo, str]],
+        rated: list[_Rated],
+    ) -> None:
+        """A usage row per additive meter of the event's type: kind ``meter``, charged
+        under ``<event id>#<meter slug>`` so one event can feed several meters."""
+        assert self.meters is not None
+        meters = self.meters.of_type(event.type)
+        if not meters:
+            return
+        info = infos.get(event.account_id)
+        if info is None:
+            found = self.accounts.get(event.account_id)
+            info = infos[event.account_id] = (found.time_zone, found.plan)
+        zone, plan = info
+        for meter, quantity in quantities(meters, data.raw):
+            rating = rate_meter(
+                self.rater.book,
+                account_id=event.account_id,
+                plan=plan,
+                slug=meter.slug,
+                unit=meter.unit,
+                quantity=quantity,
+                version=self.rater.version,
+            )
+            charged = msgspec.structs.replace(event, id=f"{event.id}#{meter.slug}")
+            rated.append((position, charged, rating, us, zone))
 
     def _usage_table(
         self, batched: _Batched, rated: list[_Rated], infos: dict[str, tuple[ZoneInfo, str]]
@@ -361,7 +422,10 @@ class ColumnBuilder:
             "priced": [1 if rating.priced else 0 for rating in ratings],
             "unpriced_reason": [rating.unpriced_reason for rating in ratings],
             "price_version": [rating.price_version for rating in ratings],
-            "attributes": [_ATTRIBUTES.encode(data) for data in datas],
+            "attributes": [
+                data.raw if isinstance(data, r.FreeFormData) else _ATTRIBUTES.encode(data)
+                for data in datas
+            ],
         }
         schema = SCHEMAS["usage_events"]
         return _arrow(schema, [columns[name] for name in schema.names], offsets)
@@ -430,6 +494,26 @@ def _log_table(logs: list[_Timed]) -> pa.Table:
         if isinstance(data := event.data, r.JobLogData)
     ]
     return _from_rows(SCHEMAS["job_logs"], rows)
+
+
+def _free_form_table(events: list[_Timed]) -> pa.Table:
+    rows = [
+        (
+            event.account_id,
+            data.team_id,
+            data.project_id,
+            data.user_id,
+            data.subject,
+            event.type,
+            event.source,
+            event.id,
+            us,
+            data.raw,
+        )
+        for event, us in events
+        if isinstance(data := event.data, r.FreeFormData)
+    ]
+    return _from_rows(SCHEMAS["meter_events"], rows)
 
 
 class _Batched:

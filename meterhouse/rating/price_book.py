@@ -70,6 +70,17 @@ NO_TERMS: Final = AccountTerms()
 
 
 @dataclass(frozen=True)
+class MeterPrice:
+    """What one unit of a meter costs: its list price in USD (credits = USD x the plan's
+    credits_per_usd, less the account's discount), unless the plan sets credits outright."""
+
+    usd_per_unit: Decimal
+    plan_credits_per_unit: Mapping[str, Decimal] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+
+
+@dataclass(frozen=True)
 class PriceBook:
     """The parsed price book; see price_book.toml for the meaning of each entry."""
 
@@ -79,6 +90,7 @@ class PriceBook:
     job_credits_per_second: Mapping[str, Decimal]
     api_credits_per_call: Decimal
     accounts: Mapping[str, AccountTerms]
+    meters: Mapping[str, MeterPrice] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> PriceBook:
@@ -106,6 +118,10 @@ class PriceBook:
         """List credits per compute-second of a job kind; None for a kind the book lacks."""
         return self.job_credits_per_second.get(kind)
 
+    def meter_price(self, slug: str) -> MeterPrice | None:
+        """The price of meter ``slug``; None: the meter is not priced (flagged, not free)."""
+        return self.meters.get(slug)
+
     def terms(self, account_id: str) -> AccountTerms:
         """The account's contract; accounts without one pay list prices."""
         return self.accounts.get(account_id, NO_TERMS)
@@ -121,7 +137,9 @@ class _Reader:
         return PriceBookError(self.source, key, problem)
 
     def book(self, data: dict[str, Any]) -> PriceBook:
-        self.keys(data, "", required=("version", "plans", "jobs", "api"), optional=("accounts",))
+        self.keys(
+            data, "", required=("version", "plans", "jobs", "api"), optional=("accounts", "meters")
+        )
         version = data["version"]
         if not isinstance(version, str) or not version.strip():
             raise self.fail("version", f"must be a non-empty string, got {version!r}")
@@ -132,7 +150,26 @@ class _Reader:
             job_credits_per_second=MappingProxyType(self.jobs(data["jobs"])),
             api_credits_per_call=self.api(data["api"]),
             accounts=MappingProxyType(self.accounts(data.get("accounts", {}))),
+            meters=MappingProxyType(self.meters(data.get("meters", {}))),
         )
+
+    def meters(self, meters: object) -> dict[str, MeterPrice]:
+        prices: dict[str, MeterPrice] = {}
+        for slug, entry in self.table(meters, "meters").items():
+            key = f"meters.{slug}"
+            table = self.table(entry, key)
+            self.keys(table, key, required=("usd_per_unit",), optional=("plans", "note"))
+            plans: dict[str, Decimal] = {}
+            for plan, plan_entry in self.table(table.get("plans", {}), f"{key}.plans").items():
+                at = f"{key}.plans.{plan}"
+                if plan not in PLANS:
+                    raise self.fail(at, f"is not a plan (expected one of {', '.join(PLANS)})")
+                plan_table = self.table(plan_entry, at)
+                self.keys(plan_table, at, required=("credits_per_unit",))
+                plans[plan] = self.amount(plan_table["credits_per_unit"], f"{at}.credits_per_unit")
+            usd = self.amount(table["usd_per_unit"], f"{key}.usd_per_unit")
+            prices[slug] = MeterPrice(usd, MappingProxyType(plans))
+        return prices
 
     def plans(self, plans: object) -> dict[str, Decimal]:
         table = self.table(plans, "plans")

@@ -4,10 +4,11 @@ local CLI commands (store_api.py), and the collectors' routes."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -45,6 +46,26 @@ class ServiceContext:
     # Background work (writers, schedulers) starts with the server and stops before it ends.
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+
+_ONCE_LOCK: Final = threading.Lock()
+_T = TypeVar("_T")
+
+
+def once_per_context(
+    ctx: ServiceContext, attribute: str, kind: type[_T], make: Callable[[], _T]
+) -> _T:
+    """The one ``kind`` object of this service context, made by ``make`` on first use (so
+    it is shared by every part installed on the context, and registers its metrics once)."""
+    found = vars(ctx).get(attribute)
+    if isinstance(found, kind):
+        return found
+    with _ONCE_LOCK:
+        found = vars(ctx).get(attribute)
+        if not isinstance(found, kind):
+            found = make()
+            setattr(ctx, attribute, found)
+        return found
 
 
 TENANT_LABELS: Final = frozenset(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -40,6 +39,7 @@ from meterhouse.access.users import Binding, get_user, list_bindings
 from meterhouse.access.visibility import Visibility, visibility_of
 from meterhouse.keys import check_token, get_stored_key, parse_token
 from meterhouse.logs import get_logger
+from meterhouse.service.app import once_per_context
 from meterhouse.store.base import Store
 from meterhouse.tenants import get_project, now_utc
 
@@ -50,7 +50,6 @@ log = get_logger(__name__)
 
 CallerKind = Literal["admin_token", "admin_key", "read_key", "other_key"]
 _CONTEXT_ATTRIBUTE: Final = "_meterhouse_read_auth"
-_CREATE_LOCK: Final = threading.Lock()
 _DETAIL: Final = {
     "missing": "send Authorization: Bearer <read key>; `meterhouse keys create --purpose read "
     "--user U --account A` makes one",
@@ -224,21 +223,17 @@ class ReadAuth:
 def read_auth(ctx: ServiceContext) -> ReadAuth:
     """The ReadAuth of this service context, made on first use (one per context, so its
     metrics are registered once on the context's registry)."""
-    found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
-    if isinstance(found, ReadAuth):
-        return found
-    with _CREATE_LOCK:
-        found = vars(ctx).get(_CONTEXT_ATTRIBUTE)
-        if not isinstance(found, ReadAuth):
-            found = ReadAuth(
-                ctx.store,
-                ctx.admin_token,
-                ctx.registry,
-                burst=ctx.settings.ingest_auth_failure_burst,
-                per_second=ctx.settings.ingest_auth_failure_per_second,
-            )
-            setattr(ctx, _CONTEXT_ATTRIBUTE, found)
-        return found
+
+    def make() -> ReadAuth:
+        return ReadAuth(
+            ctx.store,
+            ctx.admin_token,
+            ctx.registry,
+            burst=ctx.settings.ingest_auth_failure_burst,
+            per_second=ctx.settings.ingest_auth_failure_per_second,
+        )
+
+    return once_per_context(ctx, _CONTEXT_ATTRIBUTE, ReadAuth, make)
 
 
 async def authorize_read(

@@ -7,6 +7,7 @@ from collectors.plugin import install_ingest
 from meterhouse.access.read_api import install_access
 from meterhouse.jobs.service import install_jobs
 from meterhouse.ledger.api import install_ledger
+from meterhouse.meters.api import install_meters
 from meterhouse.service.notify_api import install_notify
 from meterhouse.service.runner import ServiceHook
 
@@ -19,5 +20,6 @@ def default_hooks() -> list[ServiceHook]:
         install_jobs,
         billing_hook,
         install_notify,
+        install_meters,
         install_access,
     ]

@@ -1,0 +1,1 @@
+"""Meters: OpenMeter-style aggregation of free-form events (docs/events.md)."""
