@@ -17,11 +17,11 @@ import click
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
-from meterhouse.service.client import ServiceClient
 from meterhouse.errors import MeterhouseError, StoreLockedError
 from meterhouse.meters.definition import MeterError, new_ulid, parse
 from meterhouse.meters.query import value_problem
 from meterhouse.meters.registry import Registry, load_file
+from meterhouse.service.client import ServiceClient
 from meterhouse.store import open_store
 
 COLUMNS = ("slug", "eventType", "aggregation", "valueProperty", "groupBy", "unit", "origin")
