@@ -12,6 +12,8 @@ from typing import Any
 
 from meterhouse import tenants
 from meterhouse.dashboards import build_boards, usage
+from meterhouse.dashboards.checks import clickhouse_targets
+from meterhouse.dashboards.macros import QueryContext, expand, grafana_interval
 from meterhouse.ledger.balance import account_balance
 from meterhouse.ledger.budgets import budget_statuses, set_budget
 from meterhouse.ledger.grants import create_grant
@@ -19,8 +21,7 @@ from meterhouse.ledger.months import MonthSpan, zone_of
 from meterhouse.ledger.statement import build_statement
 from meterhouse.rating.price_book import PriceBook
 from meterhouse.store.base import Store
-from tests.dashboards.macros import QueryContext, expand, grafana_interval
-from tests.dashboards.test_queries import State, clickhouse_targets, resolve_variables
+from tests.dashboards.engine import State, resolve_variables
 from tests.ingest.conftest import make_service
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
