@@ -14,6 +14,9 @@ Requests that fail with 5xx, 429 or a broken connection are retried with exponen
 backoff and full jitter (``Backoff``), a bounded number of times; other answers fail the
 stream at once with the platform's reason. ``poll_once`` never raises: it returns what
 each stream did, errors included.
+
+With MH_POLLER_URL set, `meterhouse run` polls every MH_POLLER_INTERVAL_SECONDS
+(``install_poller``; one poll at a time, a late one is skipped, not queued).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -41,6 +45,9 @@ from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
+
+if TYPE_CHECKING:
+    from meterhouse.service.context import ServiceContext
 
 log = get_logger(__name__)
 
@@ -391,3 +398,37 @@ class Poller:
         result.items += len(page.items)
         result.rows_written += sum(written.written.values())
         result.duplicates += written.duplicates
+
+
+def install_poller(ctx: ServiceContext) -> None:
+    """Service hook (meterhouse/service/wiring.py): poll the job platform when configured."""
+    if not ctx.settings.poller_url:
+        return
+    # Imported here: every CLI command imports the hook list, only `run` installs it.
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    poller = Poller.from_settings(ctx.settings, ctx.store, registry=ctx.registry)
+    scheduler = BackgroundScheduler(
+        timezone=UTC,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+    )
+    scheduler.add_job(
+        poller.poll_once,
+        "interval",
+        seconds=ctx.settings.poller_interval_seconds,
+        id="jobs-poller",
+        next_run_time=datetime.now(UTC),
+    )
+    log.info(
+        "polling job platform",
+        url=poller.base_url,
+        every_seconds=ctx.settings.poller_interval_seconds,
+    )
+
+    def stop() -> None:
+        poller.stop()  # a poll waiting to retry gives up now
+        scheduler.shutdown(wait=True)
+        poller.close()
+
+    ctx.on_startup.append(scheduler.start)
+    ctx.on_shutdown.append(stop)

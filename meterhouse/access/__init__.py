@@ -8,7 +8,7 @@
     clickhouse_plan.py  ClickHouse users, roles, grants and row policies from the bindings
     clickhouse_sync.py  discover what exists, check and apply that plan
     grafana_sync.py     a Grafana folder and team per account, through Grafana's HTTP API
-    demo_seed.py        demo users with several roles and scopes
+    key_auth.py         the ingest key behind a bearer token, and the brake on guessing
 
 Authentication of the read APIs (admin token, read keys, failure rate limit) lives in
 meterhouse/service/auth.py; docs/access.md describes the whole model.

@@ -32,8 +32,8 @@ from meterhouse.jobs import events as ev
 from meterhouse.jobs.errors import JobsError
 from meterhouse.jobs.queries import active_jobs, job_runs
 from meterhouse.jsonable import to_jsonable
-from meterhouse.service.app import ServiceContext
 from meterhouse.service.auth import authorize_read, problem, read_auth
+from meterhouse.service.context import ServiceContext
 from meterhouse.service.limits import json_body
 from meterhouse.store.base import Store
 from meterhouse.tenants import TenantError, now_utc

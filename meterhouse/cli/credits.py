@@ -28,7 +28,7 @@ from meterhouse.ledger.balance import Balance, account_balance
 from meterhouse.ledger.grants import GRANT_KINDS, create_grant, list_grants
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement, issue_statement
-from meterhouse.ledger.statement_render import FORMATS, render
+from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
 from meterhouse.tenants import now_utc

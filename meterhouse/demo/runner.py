@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import tenants as t
-from meterhouse.access.demo_seed import seed_access
+from meterhouse.demo.access_seed import seed_access
 from meterhouse.demo.generator import DemoData
+from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.errors import MeterhouseError
-from meterhouse.ledger.demo_seed import seed_ledger
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater

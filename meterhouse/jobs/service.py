@@ -1,9 +1,9 @@
-"""The jobs part of `meterhouse run`: metrics, and the platform poller when configured.
+"""The jobs part of `meterhouse run`: the jobs metrics.
 
-Both run on one APScheduler 3.x BackgroundScheduler that starts with the server and stops
-before it: the metrics snapshot is refreshed every ``REFRESH_SECONDS`` so scrapes never
-wait for the store, and with MH_POLLER_URL set the poller pulls every
-MH_POLLER_INTERVAL_SECONDS (one poll at a time; a late one is skipped, not queued).
+An APScheduler 3.x BackgroundScheduler that starts with the server and stops before it
+refreshes the metrics snapshot every ``REFRESH_SECONDS`` so scrapes never wait for the
+store. The platform poller, which takes data in, is a collector with its own hook
+(collectors/poller.py, ``install_poller``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 from meterhouse.logs import get_logger
 
 if TYPE_CHECKING:
-    from meterhouse.service.app import ServiceContext
+    from meterhouse.service.context import ServiceContext
 
 log = get_logger(__name__)
 
 
 def install_jobs(ctx: ServiceContext) -> None:
-    """Service hook (meterhouse/service/plugins.py)."""
+    """Service hook (meterhouse/service/wiring.py)."""
     # Imported here: every CLI command imports the hook list, only `run` installs it.
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -40,30 +40,5 @@ def install_jobs(ctx: ServiceContext) -> None:
         id="jobs-metrics",
         next_run_time=datetime.now(UTC),
     )
-    poller = None
-    if ctx.settings.poller_url:
-        from collectors.poller import Poller
-
-        poller = Poller.from_settings(ctx.settings, ctx.store, registry=ctx.registry)
-        scheduler.add_job(
-            poller.poll_once,
-            "interval",
-            seconds=ctx.settings.poller_interval_seconds,
-            id="jobs-poller",
-            next_run_time=datetime.now(UTC),
-        )
-        log.info(
-            "polling job platform",
-            url=poller.base_url,
-            every_seconds=ctx.settings.poller_interval_seconds,
-        )
-
-    def stop() -> None:
-        if poller is not None:
-            poller.stop()  # a poll waiting to retry gives up now
-        scheduler.shutdown(wait=True)
-        if poller is not None:
-            poller.close()
-
     ctx.on_startup.append(scheduler.start)
-    ctx.on_shutdown.append(stop)
+    ctx.on_shutdown.append(lambda: scheduler.shutdown(wait=True))

@@ -23,9 +23,9 @@ from meterhouse.ledger.errors import LedgerNotFoundError
 from meterhouse.ledger.metrics import LedgerMetrics, Refresher
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement
-from meterhouse.ledger.statement_render import FORMATS, render
-from meterhouse.service.app import ServiceContext, problem
+from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.service.auth import authorize_read, authorize_statement
+from meterhouse.service.context import ServiceContext, problem
 from meterhouse.tenants import now_utc
 
 _MEDIA = {

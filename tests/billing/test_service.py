@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from billing_sync.local_stripe import LocalStripe
+from meterhouse.demo.local_stripe import LocalStripe
 from tests.billing.stripe_fake import FAKE_API_KEY, WEBHOOK_SECRET, seed_catalog, seed_customers
 from tests.support.cli import meterhouse, running_service
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.source import StripeSource
 from billing_sync.state import EVENTS_CURSOR, FULL_PASS, load_state
 from billing_sync.sync import BillingSync
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.store.base import Store
 from tests.billing.compare import mirror_differences
 from tests.billing.stripe_fake import seed_catalog, seed_customers

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from meterhouse.cli import cli
 from meterhouse.ledger.grants import create_grant
 from meterhouse.ledger.statement import Statement, build_statement
-from meterhouse.ledger.statement_render import render
+from meterhouse.ledger.statement_formats import render
 from meterhouse.store.base import Store
 from tests.ledger.helpers import Usage, make_account, write_usage
 

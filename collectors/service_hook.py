@@ -23,7 +23,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.auth import AuthBrake, KeyDirectory
 from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
@@ -32,10 +31,11 @@ from exporters.clickhouse_writer import ClickHouseWriter
 from exporters.spool import Faults, Spool, SpoolError
 from exporters.spool.replay import ReplayError, replay
 from meterhouse import keys
+from meterhouse.access.key_auth import AuthBrake, KeyDirectory
 from meterhouse.jsonable import to_jsonable
 from meterhouse.rating.rater import Rater
-from meterhouse.service.app import ServiceContext, problem
 from meterhouse.service.auth import authorize_admin
+from meterhouse.service.context import ServiceContext, problem
 from meterhouse.service.limits import json_body
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
