@@ -24,7 +24,7 @@ import msgspec
 from collectors import validate as v
 from collectors.problems import MAX_REPORTED_ERRORS, FieldError, Reason, from_msgspec
 from meterhouse import records as r
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 
 SINGLE: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"

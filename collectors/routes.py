@@ -29,11 +29,11 @@ from collectors.problems import FieldError
 from collectors.validate import Limits
 from meterhouse import records as r
 from meterhouse.access.key_auth import AuthBrake, KeyDirectory, key_id_of
+from meterhouse.access.keys import ApiKey
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import StoreError
-from meterhouse.keys import ApiKey
 from meterhouse.logs import get_logger
 from meterhouse.service.context import bearer_token
-from meterhouse.tenants import now_utc
 
 log = get_logger(__name__)
 

@@ -30,8 +30,9 @@ from collectors.validate import Limits
 from exporters.clickhouse_writer import ClickHouseWriter
 from exporters.spool import Faults, Spool, SpoolError
 from exporters.spool.replay import ReplayError, replay
-from meterhouse import keys
+from meterhouse.access import keys
 from meterhouse.access.key_auth import AuthBrake, KeyDirectory
+from meterhouse.access.tenants import TenantError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.rating.rater import Rater
 from meterhouse.service.auth import authorize_admin
@@ -39,7 +40,6 @@ from meterhouse.service.context import ServiceContext, problem
 from meterhouse.service.limits import json_body
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
-from meterhouse.tenants import TenantError
 
 
 def spool_directory(settings: Settings, store: Store) -> Path:

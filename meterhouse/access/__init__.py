@@ -1,5 +1,7 @@
-"""Access and user management: users, roles, scoped read keys, tenant isolation, audit.
+"""Access and user management: tenants, users, roles, keys, tenant isolation, audit.
 
+    tenants.py          accounts, teams and projects, each change audited
+    keys.py             API keys (ingest, read, admin): create, check, revoke
     roles.py            the roles, scopes and what each role may read (the one matrix)
     users.py            users and role bindings: add, remove, grant, revoke, each audited
     visibility.py       what one caller may see of one account, from its bindings

@@ -24,8 +24,7 @@ from meterhouse.access.roles import (
     may_manage_role,
     scope_allowed,
 )
-from meterhouse.store.base import Store
-from meterhouse.tenants import (
+from meterhouse.access.tenants import (
     TenantError,
     audit,
     check_id,
@@ -34,6 +33,7 @@ from meterhouse.tenants import (
     get_team,
     now_utc,
 )
+from meterhouse.store.base import Store
 
 _EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _TICK: Final = timedelta(milliseconds=1)
@@ -224,7 +224,7 @@ def remove_user(
 
 def _revoke_user_keys(store: Store, account_id: str, user_id: str, actor: str) -> None:
     # Imported here: keys.py checks read keys' users through this module.
-    from meterhouse.keys import revoke_key
+    from meterhouse.access.keys import revoke_key
 
     found = store.query(
         "SELECT key_id FROM api_keys FINAL WHERE account_id = {a:String} AND user_id = "

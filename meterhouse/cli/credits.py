@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import click
 import requests
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError, StoreLockedError
@@ -31,7 +32,6 @@ from meterhouse.ledger.statement import Scope, build_statement, issue_statement
 from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 T = TypeVar("T")
 

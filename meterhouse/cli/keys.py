@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import click
 
-from meterhouse import keys as k
+from meterhouse.access import keys as k
+from meterhouse.access.tenants import TenantError
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.cli.service_client import ServiceClient
@@ -21,7 +22,6 @@ from meterhouse.jsonable import to_jsonable
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
 from meterhouse.store.chdb_backend import chdb_path, read_owner
-from meterhouse.tenants import TenantError
 
 LIST_COLUMNS = (
     "key_id",

@@ -22,7 +22,7 @@ from billing_sync.client import make_client, new_client
 from billing_sync.source import StripeSource
 from billing_sync.summary import billing_summary
 from billing_sync.sync import BillingSync
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.demo.generator import DemoData
 from meterhouse.demo.ledger_seed import PLAN_ALLOWANCES
 from meterhouse.demo.local_stripe import LocalStripe

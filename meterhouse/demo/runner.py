@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporters.clickhouse_writer import ClickHouseWriter
-from meterhouse import tenants as t
+from meterhouse.access import tenants as t
+from meterhouse.access.tenants import now_utc
 from meterhouse.demo.access_seed import seed_access
 from meterhouse.demo.generator import DemoData
 from meterhouse.demo.ledger_seed import seed_ledger
@@ -16,7 +17,6 @@ from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 Progress = Callable[[str, int, int], None]
 """(step, done, total): called as long steps advance."""

@@ -24,8 +24,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from collectors.service_hook import install_ingest
-from meterhouse import keys
 from meterhouse import records as r
+from meterhouse.access import keys
 from meterhouse.demo.generator import DEMO_SOURCE, DemoData
 from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.demo.runner import DemoSummary, Progress, store_tenants

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.ledger.amounts import jsonable
 from meterhouse.ledger.balance import account_balance
@@ -26,7 +27,6 @@ from meterhouse.ledger.statement import Scope, build_statement
 from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.service.auth import authorize_read, authorize_statement
 from meterhouse.service.context import ServiceContext, problem
-from meterhouse.tenants import now_utc
 
 _MEDIA = {
     "json": "application/json",

@@ -15,11 +15,11 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from meterhouse.access.tenants import audit, get_account, get_project, get_team, now_utc
 from meterhouse.ledger.amounts import LEDGER_CONTEXT, ZERO, add, plain
 from meterhouse.ledger.errors import LedgerError, LedgerNotFoundError
 from meterhouse.ledger.months import MonthSpan, aware, zone_of
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, get_account, get_project, get_team, now_utc
 
 SCOPES: Final = ("account", "team", "project")
 EVERY_MONTH: Final = date(1970, 1, 1)

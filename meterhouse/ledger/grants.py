@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from meterhouse.access.tenants import audit, now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.ledger.burndown import Lot
 from meterhouse.ledger.months import aware
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, now_utc
 
 GRANT_KINDS: Final = ("plan_allowance", "top_up", "promotional", "adjustment")
 KIND_LABELS: Final = {

@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from meterhouse.access.key_auth import AuthBrake, key_id_of
+from meterhouse.access.keys import check_token, get_stored_key, parse_token
 from meterhouse.access.statement_view import ScopeRefused, redact, resolve_scope
+from meterhouse.access.tenants import get_project, now_utc
 from meterhouse.access.users import Binding, get_user, list_bindings
 from meterhouse.access.visibility import Visibility, visibility_of
-from meterhouse.keys import check_token, get_stored_key, parse_token
 from meterhouse.logs import get_logger
 from meterhouse.service.context import ServiceContext, bearer_token
 from meterhouse.store.base import Store
-from meterhouse.tenants import get_project, now_utc
 
 log = get_logger(__name__)
 

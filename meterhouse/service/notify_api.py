@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from meterhouse.access.tenants import TenantError
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.jobs.stuck import StuckPolicy
 from meterhouse.jsonable import to_jsonable
@@ -40,7 +41,6 @@ from meterhouse.notify.pusher import AlertPusher
 from meterhouse.notify.receiver import MAX_BODY_BYTES, parse_notification, plan_deliveries
 from meterhouse.service.auth import Caller, problem, read_auth
 from meterhouse.service.context import ServiceContext, bearer_token
-from meterhouse.tenants import TenantError
 
 log = get_logger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.access import users as u
 from meterhouse.access.clickhouse_plan import (
     HIDDEN_HASH,

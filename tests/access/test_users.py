@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from meterhouse import keys, tenants
+from meterhouse.access import keys, tenants
 from meterhouse.access import users as u
 from meterhouse.access.roles import ROLES, matrix_markdown
 from meterhouse.demo.access_seed import seed_access

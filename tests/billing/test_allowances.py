@@ -13,7 +13,7 @@ from billing_sync.source import StripeSource
 from billing_sync.state import FULL_PASS, load_state
 from billing_sync.sync import BillingSync
 from billing_sync.webhook import WebhookReceiver
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.store.base import Store
 from tests.billing.stripe_fake import WEBHOOK_SECRET, seed_catalog

@@ -11,7 +11,7 @@ from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
 from billing_sync.sync import BillingSync
 from billing_sync.views import load_view
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.ledger.grants import create_grant
 from meterhouse.store.base import Store

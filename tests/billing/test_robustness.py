@@ -23,7 +23,7 @@ from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
 from billing_sync.state import EVENTS_CURSOR, FULL_PASS, SyncState, load_state, save_state
 from billing_sync.sync import BillingSync, SyncStopped
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from collectors.service_hook import install_ingest
-from meterhouse import keys
+from meterhouse.access import keys
 from meterhouse.service.app import create_app
 from meterhouse.service.context import ServiceContext
 from meterhouse.settings import Settings

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterhouse import records as r
+from meterhouse.access.tenants import create_account
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import store_tenants
 from meterhouse.processing.accounts import AccountDirectory
@@ -27,7 +28,6 @@ from meterhouse.store.arrow_types import arrow_type
 from meterhouse.store.base import Store
 from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.store.migrations import migrate
-from meterhouse.tenants import create_account
 from tests.support.reference import ReferenceRater, reference_rows
 
 

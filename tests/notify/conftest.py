@@ -10,13 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from meterhouse.access.tenants import create_account
 from meterhouse.access.users import Binding, add_user, grant
 from meterhouse.service.app import create_app
 from meterhouse.service.context import ServiceContext
 from meterhouse.service.notify_api import install_notify
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from meterhouse.tenants import create_account
 from tests.alerting.stack import WebhookReceiver, webhook_receiver
 
 ADMIN_TOKEN = "admin-token-for-notify-tests"

@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 from meterhouse import records as r
+from meterhouse.access.tenants import create_account
 from meterhouse.errors import MeterhouseError
 from meterhouse.rating import Catalog, PriceBook, rate
 from meterhouse.rating.rater import Rater
 from meterhouse.rating.reprice import RepriceError, reprice
 from meterhouse.store.base import Store
 from meterhouse.store.migrations import migrate
-from meterhouse.tenants import create_account
 from tests.rating.helpers import TEST_BOOK
 from tests.support.write_path import write_events
 

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from meterhouse.access.tenants import audit, check_id, now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, check_id, now_utc
 
 PURPOSES: Final = ("ingest", "read", "admin")
 Purpose = Literal["ingest", "read", "admin"]
