@@ -28,7 +28,7 @@ from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
 from collectors.validate import Limits
 from exporters.clickhouse_writer import ClickHouseWriter
-from exporters.spool import Faults, Spool, SpoolError
+from exporters.spool import Spool, SpoolError
 from exporters.spool.replay import ReplayError, replay
 from meterhouse.access import keys
 from meterhouse.access.key_auth import AuthBrake, KeyDirectory
@@ -67,7 +67,6 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
             max_bytes=settings.spool_max_bytes,
             batch_rows=settings.spool_drain_batch_rows,
             pace_bytes=settings.spool_pace_bytes,
-            faults=Faults.parse(settings.test_faults),
             on_written=ingestor.written,
             drain_warning_seconds=settings.spool_drain_warning_seconds,
         )

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from exporters.spool.log import Position, saved_checkpoint
 from tests.support.cli import METERHOUSE, free_port
 
 SOURCE = "durability.test"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def model_call(event_id: str, account: str = "acme", tokens: int = 100) -> dict[str, Any]:
@@ -89,7 +91,8 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90, **extra_env: str) -> Service:
+    def start(self, timeout: float = 90, faults: str = "", **extra_env: str) -> Service:
+        """``faults``: injected into the spool's drainer (tests/support/faulty_run.py)."""
         assert self.process is None or self.process.poll() is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
         env.update(
@@ -103,8 +106,12 @@ class Service:
         )
         self.starts += 1
         log = open(self.root / f"service-{self.starts}.log", "wb")  # noqa: SIM115
+        command = [METERHOUSE]
+        if faults:
+            command = [sys.executable, "-m", "tests.support.faulty_run", faults]
+            env["PYTHONPATH"] = str(REPO)
         self.process = subprocess.Popen(
-            [METERHOUSE, "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*command, "run", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -70,7 +70,7 @@ def test_a_full_disk_refuses_and_loses_nothing_acknowledged(
     acked: set[str] = set()
     try:
         # ClickHouse "down" (the drain held): the spool fills the 1.2 MB disk.
-        service.start(MH_TEST_FAULTS="hold_drain=1")
+        service.start(faults="hold_drain=1")
         first = post_until_refused(service, "a", acked, refusals=3)
         assert first > 3
         status, body = readyz(service)

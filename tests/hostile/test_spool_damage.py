@@ -33,7 +33,7 @@ def test_flipped_bytes_after_a_kill_cost_their_records_alone(tmp_path: Path) -> 
     spool_dir = service.data_dir / "meterhouse-spool"
     acked: dict[str, set[str]] = {}
     try:
-        service.start(MH_TEST_FAULTS="hold_drain=1")
+        service.start(faults="hold_drain=1")
         for number in range(BATCHES):
             events = batch(f"d{number}x", BATCH)
             answer = service.post(events)
