@@ -17,10 +17,10 @@ from meterhouse.store.migrations import (
     schema_dir,
     split_statements,
 )
+from tests.conftest import StoreFactory
 
 
-def test_every_file_applies_once_in_order(make_store: object) -> None:
-    assert callable(make_store)
+def test_every_file_applies_once_in_order(make_store: StoreFactory) -> None:
     store: Store = make_store("chdb")
     first = migrate(store, job_log_ttl_days=30)
     assert [m.version for m in first] == sorted(m.version for m in load_migrations())
@@ -31,8 +31,7 @@ def test_every_file_applies_once_in_order(make_store: object) -> None:
     assert recorded == [m.version for m in first]
 
 
-def test_an_edited_applied_file_is_refused(make_store: object, tmp_path: Path) -> None:
-    assert callable(make_store)
+def test_an_edited_applied_file_is_refused(make_store: StoreFactory, tmp_path: Path) -> None:
     store: Store = make_store("chdb")
     copy = tmp_path / "schema"
     shutil.copytree(schema_dir(), copy)
@@ -43,8 +42,7 @@ def test_an_edited_applied_file_is_refused(make_store: object, tmp_path: Path) -
         migrate(store, directory=copy)
 
 
-def test_a_new_file_is_applied_after_the_others(make_store: object, tmp_path: Path) -> None:
-    assert callable(make_store)
+def test_a_new_file_is_applied_after_the_others(make_store: StoreFactory, tmp_path: Path) -> None:
     store: Store = make_store("chdb")
     copy = tmp_path / "schema"
     shutil.copytree(schema_dir(), copy)
