@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import (
@@ -17,6 +18,9 @@ from tests.durability.service import (
     killed_inside_a_batch,
     usage_id,
 )
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 BATCH = 200
 

@@ -22,6 +22,9 @@ from tests.durability.service import Service, batch, charged_events
 from tests.durability.test_spool import rows
 from tests.hostile.conftest import SmallDisk
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 BATCH = 100
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import Service, batch
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def test_readyz_is_not_ready_while_big_batches_are_refused(tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.jobs.fake_platform import FakePlatform, fill, serving
 from tests.support.cli import meterhouse, running_service
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 JOB_METRICS = (
     "meterhouse_job_runs",
     "meterhouse_job_run_duration_seconds",

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from meterhouse.notify.signing import verify
 from tests.alerting.stack import WebhookReceiver
 from tests.notify.conftest import SECRET_KEY
 from tests.support.cli import meterhouse
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 ENV = {"MH_NOTIFY_SECRET_KEY": SECRET_KEY}
 

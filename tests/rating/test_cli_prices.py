@@ -20,6 +20,9 @@ from meterhouse.rating import Catalog
 from meterhouse.settings import Settings
 from tests.support.cli import meterhouse
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 COUNTS = re.compile(r"(\d+) added, (\d+) closed, (\d+) updated, (\d+) unchanged")
 
 

@@ -24,7 +24,8 @@ from tests.conftest import StoreFactory
 from tests.store.test_contract import SAME_QUERIES, TYPES_COLUMNS, create_types_table
 from tests.support.cli import running_service
 
-pytestmark = pytest.mark.timeout(300)
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 ADMIN = "service-store-admin"
 
 SEED_EMBEDDED = textwrap.dedent(
