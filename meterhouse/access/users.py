@@ -27,6 +27,7 @@ from meterhouse.access.roles import (
 from meterhouse.access.tenants import (
     TenantError,
     audit,
+    audited_write,
     check_id,
     get_account,
     get_project,
@@ -147,30 +148,26 @@ def add_user(
         "account_id = {a:String} AND user_id = {u:String}",
         {"a": account_id, "u": user_id},
     )
-    _write_user(
+    row = {
+        "account_id": account_id,
+        "user_id": user_id,
+        "email": email,
+        "name": name or user_id,
+        "created_at": now,
+        "updated_at": version,
+        "is_deleted": 0,
+    }
+    return audited_write(
         store,
-        {
-            "account_id": account_id,
-            "user_id": user_id,
-            "email": email,
-            "name": name or user_id,
-            "created_at": now,
-            "updated_at": version,
-            "is_deleted": 0,
-        },
-    )
-    after = require_user(store, account_id, user_id)
-    audit(
-        store,
+        lambda: _write_user(store, row),
+        lambda: get_user(store, account_id, user_id),
         actor=actor,
         action="user.create",
         target_type="user",
         target_id=user_id,
         account_id=account_id,
         before=None,
-        after=after,
     )
-    return after
 
 
 def remove_user(
