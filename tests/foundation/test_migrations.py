@@ -112,3 +112,27 @@ def test_sharded_column_changes_reach_the_distributed_table_too() -> None:
     targets = [s.split()[2] for s in rendered if s.startswith("ALTER TABLE") and "COLUMN" in s]
     assert any(t.endswith("_local") for t in targets)
     assert any(not t.endswith("_local") for t in targets)
+
+
+def test_a_clone_equals_a_migrated_database(
+    make_store: StoreFactory, migrated_store: Store, database_name: str
+) -> None:
+    """The tests' stores are clones of one migrated template (tests/support/stores.py):
+    each object, its definition and the migrations' own rows equal a fresh migration's."""
+    fresh = make_store("chdb", f"{database_name}_fresh")
+    migrate(fresh)
+
+    def objects(store: Store) -> list[tuple[str, str, str]]:
+        rows = store.query(
+            "SELECT name, engine, create_table_query FROM system.tables "
+            "WHERE database = currentDatabase() ORDER BY name"
+        ).rows
+        return [(n, e, q.replace(f"{store.database}.", "db.")) for n, e, q in rows]
+
+    def recorded(store: Store) -> list[tuple[object, ...]]:
+        return store.query("SELECT version, checksum FROM schema_migrations ORDER BY version").rows
+
+    assert len(objects(fresh)) > 30
+    assert objects(migrated_store) == objects(fresh)
+    assert recorded(migrated_store) == recorded(fresh)
+    assert migrate(migrated_store) == []
