@@ -16,6 +16,8 @@ and reprice too), so they live in meterhouse/.
 
 docs/durability.md explains the spool and what makes the path fast.
 
-The routes are installed by the ``install_ingest`` service hook (collectors/service_hook.py).
+The routes are installed by the ``install_ingest`` service hook (collectors/service_hook.py);
+collectors/poller.py pulls jobs, runs and logs from a platform that cannot push
+(``install_poller``).
 The wire formats, limits and error answers are documented in docs/events.md.
 """

@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -43,6 +42,7 @@ from meterhouse.logs import get_logger
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater
+from meterhouse.service.schedule import interval_scheduler
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 
@@ -404,21 +404,9 @@ def install_poller(ctx: ServiceContext) -> None:
     """Service hook (meterhouse/service/wiring.py): poll the job platform when configured."""
     if not ctx.settings.poller_url:
         return
-    # Imported here: every CLI command imports the hook list, only `run` installs it.
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     poller = Poller.from_settings(ctx.settings, ctx.store, registry=ctx.registry)
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
-    )
-    scheduler.add_job(
-        poller.poll_once,
-        "interval",
-        seconds=ctx.settings.poller_interval_seconds,
-        id="jobs-poller",
-        next_run_time=datetime.now(UTC),
-    )
+    seconds = ctx.settings.poller_interval_seconds
+    scheduler = interval_scheduler(poller.poll_once, seconds, "jobs-poller")
     log.info(
         "polling job platform",
         url=poller.base_url,

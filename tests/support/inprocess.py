@@ -9,6 +9,7 @@ Registered for every test by tests/conftest.py.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,3 +48,22 @@ def in_process(url: str, database: str) -> InProcess:
 def meterhouse_here(chdb_data_dir: Path, database_name: str) -> InProcess:
     """`meterhouse ...` in this process on a database of this test's own (not migrated)."""
     return in_process(f"chdb://{chdb_data_dir}", database_name)
+
+
+@dataclass(frozen=True)
+class Demo:
+    cli: InProcess  # `meterhouse ...` on the demo's store
+    log: str  # what `meterhouse demo` printed on stderr
+
+
+@pytest.fixture(scope="session")
+def demo(chdb_data_dir: Path) -> Demo:
+    """`meterhouse demo --days 2 --scale 0.2`, run once per pytest process, in it.
+
+    Shared by the tests that read a realistic store through the CLI: they must leave it as
+    they found it (a test that changes something puts it back, as the reprice test does).
+    """
+    cli = in_process(f"chdb://{chdb_data_dir}", f"t_demo_{uuid.uuid4().hex[:8]}")
+    done = cli("demo", "--days", "2", "--scale", "0.2")
+    assert done.returncode == 0, done.stderr
+    return Demo(cli, done.stderr)
