@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from billing_sync.source import StripeSource
 from billing_sync.state import EVENTS_CURSOR, FULL_PASS, load_state
 from billing_sync.sync import BillingSync
@@ -48,6 +50,7 @@ def twenty_changes(fake: LocalStripe, subs: list[dict], prices: dict[str, str]) 
     return changes
 
 
+@pytest.mark.slow  # 2,000 customers: at scale
 def test_full_then_incremental_mirror_stripe_exactly(
     migrated_store: Store, fake: LocalStripe, source: StripeSource
 ) -> None:
