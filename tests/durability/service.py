@@ -3,16 +3,12 @@ data, and a client that records which events the service acknowledged."""
 
 from __future__ import annotations
 
-import atexit
-import functools
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +20,7 @@ import requests
 
 from exporters.spool.inflight import read_inflight
 from exporters.spool.log import Position, saved_checkpoint
-from tests.support.cli import METERHOUSE, free_port
+from tests.support.cli import METERHOUSE, copy_migrated_data_dir, free_port
 
 SOURCE = "durability.test"
 REPO = Path(__file__).resolve().parents[2]
@@ -76,28 +72,6 @@ def batch(prefix: str, size: int) -> list[dict[str, Any]]:
     ]
 
 
-@functools.cache
-def _migrated_template() -> Path:
-    """A chdb data directory `meterhouse migrate` filled, made once per pytest process."""
-    root = Path(tempfile.mkdtemp(prefix="meterhouse-template-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
-    env.update(MH_CLICKHOUSE_URL=f"chdb://{root / 'data'}", MH_LOG_LEVEL="warning")
-    done = subprocess.run(
-        [METERHOUSE, "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"meterhouse migrate failed: {done.stderr}")
-    return root / "data"
-
-
-def copy_migrated_data_dir(target: Path) -> None:
-    """Make ``target`` a migrated data directory: a copy of the template (its symlinks are
-    relative), so that `meterhouse run` finds nothing to migrate and starts seconds sooner.
-    `run` still checks the migrations on start; a new file would still be applied."""
-    shutil.copytree(_migrated_template(), target, symlinks=True)
-
-
 @dataclass
 class Service:
     """One data directory; ``start`` runs `meterhouse run` on it, ``kill`` SIGKILLs it."""
@@ -120,7 +94,7 @@ class Service:
     def start(self, timeout: float = 90, faults: str = "", **extra_env: str) -> Service:
         """``faults``: injected into the spool's drainer (tests/support/faulty_run.py)."""
         assert self.process is None or self.process.poll() is not None
-        if not self.data_dir.exists():
+        if not self.data_dir.exists() and "MH_CLICKHOUSE_URL" not in {**self.env, **extra_env}:
             copy_migrated_data_dir(self.data_dir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
         env.update(
