@@ -475,7 +475,7 @@ from collectors import cloudevents
 from meterhouse.processing.columns import ColumnBuilder
 from collectors.validate import Limits
 from datetime import UTC, datetime
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.rating.rater import Rater
 from meterhouse.settings import Settings

@@ -8,8 +8,9 @@ keeps them in step and says loudly when they disagree (docs/billing.md):
   subscription period's plan credits once, and ``reconcile`` records disagreements.
 - ``webhook.WebhookReceiver``: POST /api/v1/stripe/webhook, verified, applied once.
 - ``service.billing_hook``: all of it inside `meterhouse run` (scheduler, route, metrics).
-- ``portal``: Stripe customer portal sessions; ``demo.seed_billing``: the demo's billing.
-- ``local_stripe.LocalStripe``: a local Stripe-shaped server for the demo and the tests.
+- ``portal``: Stripe customer portal sessions.
+
+The demo's billing and its local Stripe-shaped server live in meterhouse/demo/.
 """
 
 from __future__ import annotations

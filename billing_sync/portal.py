@@ -7,8 +7,8 @@ from typing import Any
 
 from billing_sync.client import BillingError
 from billing_sync.source import StripeSource
+from meterhouse.access.tenants import get_account
 from meterhouse.store.base import Store
-from meterhouse.tenants import get_account
 
 
 def customer_for_account(store: Store, account_id: str) -> str:

@@ -16,7 +16,7 @@ from billing_sync.source import StripeSource
 from billing_sync.sync import BillingSync
 from billing_sync.webhook import WEBHOOK_PATH, WebhookReceiver
 from meterhouse.logs import get_logger
-from meterhouse.service.app import ServiceContext
+from meterhouse.service.context import ServiceContext
 
 log = get_logger(__name__)
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from billing_sync.shapes import to_time
+from meterhouse.access.tenants import now_utc
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 EVENTS_CURSOR: Final = "stripe.events"
 FULL_PASS: Final = "stripe.full"  # noqa: S105 (a state name, not a password)

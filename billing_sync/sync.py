@@ -44,9 +44,9 @@ from billing_sync.state import (
     save_state,
 )
 from billing_sync.views import load_view
+from meterhouse.access.tenants import now_utc
 from meterhouse.logs import get_logger
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 log = get_logger(__name__)
 

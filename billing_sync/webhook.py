@@ -31,7 +31,7 @@ from billing_sync.source import StripeSource
 from billing_sync.state import applied_event_ids, record_applied
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
-from meterhouse.service.app import problem
+from meterhouse.service.context import problem
 from meterhouse.service.limits import BodyTooLargeError, read_limited
 from meterhouse.store.base import Store
 

@@ -2,7 +2,7 @@
 
 Every request goes through the same steps, each its own module:
 
-    http (auth, size, media type)      collectors/http.py, collectors/auth.py
+    http (auth, size, media type)      collectors/http.py, meterhouse/access/key_auth.py
     -> decode + validate               collectors/cloudevents.py, collectors/otlp.py,
                                        collectors/validate.py, collectors/genai.py
     -> rate -> rows (column-wise)      meterhouse/rating/rater.py,
@@ -16,6 +16,8 @@ and reprice too), so they live in meterhouse/.
 
 docs/durability.md explains the spool and what makes the path fast.
 
-The routes are installed by the ``install_ingest`` service hook (collectors/plugin.py).
+The routes are installed by the ``install_ingest`` service hook (collectors/service_hook.py);
+collectors/poller.py pulls jobs, runs and logs from a platform that cannot push
+(``install_poller``).
 The wire formats, limits and error answers are documented in docs/events.md.
 """

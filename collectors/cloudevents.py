@@ -27,7 +27,7 @@ from collectors import free_form
 from collectors import validate as v
 from collectors.problems import MAX_REPORTED_ERRORS, FieldError, Reason, from_msgspec
 from meterhouse import records as r
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 
 SINGLE: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"

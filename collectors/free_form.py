@@ -26,7 +26,7 @@ import msgspec
 from collectors import validate as v
 from collectors.problems import FieldError
 from meterhouse import records as r
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 
 if TYPE_CHECKING:
     from collectors.cloudevents import Envelope

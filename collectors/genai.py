@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from collectors import validate as v
 from collectors.problems import FieldError
 from meterhouse import records as r
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 
 MODEL_OPERATIONS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 OTLP_SOURCE: Final = "otlp"  # used when the key is not scoped to a source

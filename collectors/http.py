@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from collectors import otlp
 from collectors.problems import FieldError
-from meterhouse.service.app import problem
+from meterhouse.service.context import problem
 from meterhouse.service.limits import BodyTooLargeError, read_limited
 
 _CHUNK = 64 * 1024

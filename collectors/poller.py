@@ -14,6 +14,9 @@ Requests that fail with 5xx, 429 or a broken connection are retried with exponen
 backoff and full jitter (``Backoff``), a bounded number of times; other answers fail the
 stream at once with the platform's reason. ``poll_once`` never raises: it returns what
 each stream did, errors included.
+
+With MH_POLLER_URL set, `meterhouse run` polls every MH_POLLER_INTERVAL_SECONDS
+(``install_poller``; one poll at a time, a late one is skipped, not queued).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -39,8 +42,12 @@ from meterhouse.logs import get_logger
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater
+from meterhouse.service.schedule import interval_scheduler
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
+
+if TYPE_CHECKING:
+    from meterhouse.service.context import ServiceContext
 
 log = get_logger(__name__)
 
@@ -391,3 +398,25 @@ class Poller:
         result.items += len(page.items)
         result.rows_written += sum(written.written.values())
         result.duplicates += written.duplicates
+
+
+def install_poller(ctx: ServiceContext) -> None:
+    """Service hook (meterhouse/service/wiring.py): poll the job platform when configured."""
+    if not ctx.settings.poller_url:
+        return
+    poller = Poller.from_settings(ctx.settings, ctx.store, registry=ctx.registry)
+    seconds = ctx.settings.poller_interval_seconds
+    scheduler = interval_scheduler(poller.poll_once, seconds, "jobs-poller")
+    log.info(
+        "polling job platform",
+        url=poller.base_url,
+        every_seconds=ctx.settings.poller_interval_seconds,
+    )
+
+    def stop() -> None:
+        poller.stop()  # a poll waiting to retry gives up now
+        scheduler.shutdown(wait=True)
+        poller.close()
+
+    ctx.on_startup.append(scheduler.start)
+    ctx.on_shutdown.append(stop)

@@ -22,18 +22,18 @@ from starlette.responses import Response
 
 from collectors import cloudevents as ce
 from collectors import genai, otlp
-from collectors.auth import AuthBrake, KeyDirectory, key_id_of
 from collectors.http import ClientError, client_ip, media_type, read_body
 from collectors.ingest import Ingestor, IngestOutcome
 from collectors.metrics import IngestMetrics
 from collectors.problems import FieldError
 from collectors.validate import Limits
 from meterhouse import records as r
+from meterhouse.access.key_auth import AuthBrake, KeyDirectory, key_id_of
+from meterhouse.access.keys import ApiKey
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import StoreError
-from meterhouse.keys import ApiKey
 from meterhouse.logs import get_logger
-from meterhouse.service.app import bearer_token
-from meterhouse.tenants import now_utc
+from meterhouse.service.context import bearer_token
 
 log = get_logger(__name__)
 

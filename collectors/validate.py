@@ -21,7 +21,7 @@ import msgspec
 
 from collectors.problems import FieldError
 from meterhouse import records as r
-from meterhouse.keys import ApiKey
+from meterhouse.access.keys import ApiKey
 from meterhouse.settings import Settings
 
 MAX_TOKENS: Final = 100_000_000  # per count, per model call: far above any context window
@@ -46,7 +46,7 @@ LONG_TEXT: Final = {
     "error_message": MAX_TEXT_LENGTH,
     "stack_trace": MAX_STACK_TRACE_LENGTH,
 }
-# Account, team and project ids follow the tenants' rule (meterhouse/tenants.py), so
+# Account, team and project ids follow the tenants' rule (meterhouse/access/tenants.py), so
 # every usage row can be joined to the tenant it names.
 TENANT_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 TENANT_ID_RULE: Final = (

@@ -254,11 +254,6 @@ class Settings(BaseSettings):
         description="After the spool's drain has failed this long, /readyz adds a warning "
         "(`spool drain failing for N s: <error>`); it stays 200 while the spool takes batches.",
     )
-    test_faults: str = Field(
-        default="",
-        description="Tests only: fault injection in the spool's drainer, e.g. "
-        "`hold_drain=1` or `pause_before_checkpoint=30`. Leave empty.",
-    )
 
     stripe_api_key: SecretStr = Field(
         default=SecretStr(""),

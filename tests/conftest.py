@@ -20,6 +20,10 @@ from meterhouse.store.chdb_backend import ChdbStore
 from meterhouse.store.server_backend import ServerStore
 from tests.support.clickhouse_http import ShimProcess
 
+# What every area shares: the migrated stores (migrated_store, module_store, clean_store,
+# ...) and the CLI in this process (meterhouse_here).
+pytest_plugins = ["tests.support.stores", "tests.support.inprocess"]
+
 BACKENDS = ("chdb", "server")
 StoreFactory = Callable[..., Store]
 

@@ -69,7 +69,8 @@ REFUSED: Final = _Refused()
 
 @dataclass(frozen=True)
 class Faults:
-    """Test-only fault injection (MH_TEST_FAULTS), to stop the drainer at chosen moments.
+    """Test-only fault injection, to stop the drainer at chosen moments. No setting turns
+    it on: tests pass it to ``Spool`` (tests/support/faulty_run.py for `meterhouse run`).
 
     ``hold_drain``: the drainer drains nothing; ``pause_before_checkpoint``: seconds it
     waits between a successful insert and the checkpoint that records it.
@@ -77,20 +78,6 @@ class Faults:
 
     hold_drain: bool = False
     pause_before_checkpoint: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> Faults:
-        values: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in text.split(","))):
-            name, _, value = item.partition("=")
-            values[name.strip()] = value.strip()
-        unknown = set(values) - {"hold_drain", "pause_before_checkpoint"}
-        if unknown:
-            raise SpoolError(f"unknown MH_TEST_FAULTS entries: {', '.join(sorted(unknown))}")
-        return cls(
-            hold_drain=values.get("hold_drain", "0") not in ("", "0", "false"),
-            pause_before_checkpoint=float(values.get("pause_before_checkpoint") or 0),
-        )
 
 
 @dataclass

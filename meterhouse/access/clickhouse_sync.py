@@ -26,12 +26,12 @@ from meterhouse.access.clickhouse_plan import (
     TableInfo,
     build_plan,
 )
+from meterhouse.access.keys import hash_secret
+from meterhouse.access.tenants import audit
 from meterhouse.access.users import AccessError, all_bindings
 from meterhouse.errors import StoreError
-from meterhouse.keys import hash_secret
 from meterhouse.logs import get_logger
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit
 
 log = get_logger(__name__)
 _PLACEHOLDER_HASH = "0" * 64

@@ -35,10 +35,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from meterhouse.access.tenants import audit, list_accounts
 from meterhouse.access.users import all_bindings
 from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, list_accounts
 
 VIEW: Final = 1
 EDIT: Final = 2

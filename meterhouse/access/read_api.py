@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from meterhouse import keys
+from meterhouse.access import keys
+from meterhouse.access.tenants import TenantError, now_utc
 from meterhouse.access.users import list_bindings, list_users
 from meterhouse.access.visibility import Visibility
 from meterhouse.errors import MeterhouseError, StoreError
@@ -32,11 +33,10 @@ from meterhouse.jobs import events as ev
 from meterhouse.jobs.errors import JobsError
 from meterhouse.jobs.queries import active_jobs, job_runs
 from meterhouse.jsonable import to_jsonable
-from meterhouse.service.app import ServiceContext
 from meterhouse.service.auth import authorize_read, problem, read_auth
+from meterhouse.service.context import ServiceContext
 from meterhouse.service.limits import json_body
 from meterhouse.store.base import Store
-from meterhouse.tenants import TenantError, now_utc
 
 _FROM_LOGS: Final = "FROM job_logs WHERE "
 _TRUE: Final = ("1", "true", "yes")

@@ -24,16 +24,17 @@ from meterhouse.access.roles import (
     may_manage_role,
     scope_allowed,
 )
-from meterhouse.store.base import Store
-from meterhouse.tenants import (
+from meterhouse.access.tenants import (
     TenantError,
     audit,
+    audited_write,
     check_id,
     get_account,
     get_project,
     get_team,
     now_utc,
 )
+from meterhouse.store.base import Store
 
 _EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _TICK: Final = timedelta(milliseconds=1)
@@ -147,30 +148,26 @@ def add_user(
         "account_id = {a:String} AND user_id = {u:String}",
         {"a": account_id, "u": user_id},
     )
-    _write_user(
+    row = {
+        "account_id": account_id,
+        "user_id": user_id,
+        "email": email,
+        "name": name or user_id,
+        "created_at": now,
+        "updated_at": version,
+        "is_deleted": 0,
+    }
+    return audited_write(
         store,
-        {
-            "account_id": account_id,
-            "user_id": user_id,
-            "email": email,
-            "name": name or user_id,
-            "created_at": now,
-            "updated_at": version,
-            "is_deleted": 0,
-        },
-    )
-    after = require_user(store, account_id, user_id)
-    audit(
-        store,
+        lambda: _write_user(store, row),
+        lambda: get_user(store, account_id, user_id),
         actor=actor,
         action="user.create",
         target_type="user",
         target_id=user_id,
         account_id=account_id,
         before=None,
-        after=after,
     )
-    return after
 
 
 def remove_user(
@@ -224,7 +221,7 @@ def remove_user(
 
 def _revoke_user_keys(store: Store, account_id: str, user_id: str, actor: str) -> None:
     # Imported here: keys.py checks read keys' users through this module.
-    from meterhouse.keys import revoke_key
+    from meterhouse.access.keys import revoke_key
 
     found = store.query(
         "SELECT key_id FROM api_keys FINAL WHERE account_id = {a:String} AND user_id = "

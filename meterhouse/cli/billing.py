@@ -13,11 +13,11 @@ from billing_sync.reconcile import list_issues, reconcile
 from billing_sync.source import StripeSource
 from billing_sync.summary import billing_summary
 from billing_sync.sync import BillingSync, last_successes
+from meterhouse.access.tenants import now_utc
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import echo_outcome, format_option, render_dicts
 from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 T = TypeVar("T")
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError
@@ -26,9 +27,8 @@ from meterhouse.ledger.balance import Balance, account_balance
 from meterhouse.ledger.grants import GRANT_KINDS, create_grant, list_grants
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement, issue_statement
-from meterhouse.ledger.statement_render import FORMATS, render
+from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 T = TypeVar("T")
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 
 import click
 
-from billing_sync.demo import billing_source_note, seed_billing
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import render_dicts
 from meterhouse.demo.anchor import demo_end, remember_end
+from meterhouse.demo.billing_seed import billing_source_note, seed_billing
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import run_demo
+from meterhouse.demo.summary import account_overview, credits_overview
 from meterhouse.errors import MeterhouseError
-from meterhouse.overview import account_overview, credits_overview
 from meterhouse.rating.rater import Rater
 from meterhouse.rating.sync import sync_model_prices
 from meterhouse.store.migrations import Topology, migrate

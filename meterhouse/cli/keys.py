@@ -12,7 +12,8 @@ from typing import Any, Protocol
 
 import click
 
-from meterhouse import keys as k
+from meterhouse.access import keys as k
+from meterhouse.access.tenants import TenantError
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError, StoreError, StoreLockedError
@@ -20,7 +21,6 @@ from meterhouse.jsonable import to_jsonable
 from meterhouse.service.client import ServiceClient
 from meterhouse.store import open_store
 from meterhouse.store.base import Store
-from meterhouse.tenants import TenantError
 
 LIST_COLUMNS = (
     "key_id",

@@ -8,8 +8,8 @@ import click
 
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.errors import MeterhouseError, StoreLockedError
-from meterhouse.service.plugins import default_hooks
 from meterhouse.service.runner import serve
+from meterhouse.service.wiring import default_hooks
 
 
 @click.command()

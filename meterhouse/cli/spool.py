@@ -31,7 +31,7 @@ SAMPLE_ROWS = 3
 
 
 def spool_dir(settings: Settings) -> Path:
-    """Where `meterhouse run` keeps its spool (collectors/plugin.py, spool_directory)."""
+    """Where `meterhouse run` keeps its spool (collectors/service_hook.py, spool_directory)."""
     if settings.spool_dir:
         return Path(settings.spool_dir).expanduser().resolve()
     if settings.clickhouse_url.startswith("chdb://"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.cli.context import CliContext, pass_cli
 from meterhouse.cli.output import format_option, render_dicts
 from meterhouse.errors import MeterhouseError

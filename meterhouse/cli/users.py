@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from meterhouse import keys as k
+from meterhouse.access import keys as k
 from meterhouse.access import users as u
 from meterhouse.access.clickhouse_plan import Limits
 from meterhouse.access.clickhouse_sync import sync_clickhouse

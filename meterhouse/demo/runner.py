@@ -7,16 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from exporters.clickhouse_writer import ClickHouseWriter
-from meterhouse import tenants as t
-from meterhouse.access.demo_seed import seed_access
+from meterhouse.access import tenants as t
+from meterhouse.access.tenants import now_utc
+from meterhouse.demo.access_seed import seed_access
 from meterhouse.demo.generator import DemoData
+from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.errors import MeterhouseError
-from meterhouse.ledger.demo_seed import seed_ledger
 from meterhouse.processing.accounts import AccountDirectory
 from meterhouse.processing.columns import ColumnBuilder
 from meterhouse.rating.rater import Rater
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 Progress = Callable[[str, int, int], None]
 """(step, done, total): called as long steps advance."""

@@ -23,14 +23,15 @@ import requests
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from collectors.plugin import install_ingest
-from meterhouse import keys
+from collectors.service_hook import install_ingest
 from meterhouse import records as r
+from meterhouse.access import keys
 from meterhouse.demo.generator import DEMO_SOURCE, DemoData
+from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.demo.runner import DemoSummary, Progress, store_tenants
 from meterhouse.errors import MeterhouseError
-from meterhouse.ledger.demo_seed import seed_ledger
-from meterhouse.service.app import ServiceContext, create_app
+from meterhouse.service.app import create_app
+from meterhouse.service.context import ServiceContext
 from meterhouse.service.runner import bind_socket
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store

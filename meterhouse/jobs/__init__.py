@@ -11,7 +11,10 @@ them back for people and for Prometheus:
     metrics.py   a Prometheus collector refreshed from the store
     platform.py  a job platform's REST items turned into events (for collectors/poller.py)
     cursors.py   the poller's position, kept in sync_state
-    service.py   the `meterhouse run` hook that installs metrics and the poller
+    service.py   the `meterhouse run` hook that installs the metrics
+
+The poller that pulls runs from a platform's REST API takes data in, so it is a collector:
+collectors/poller.py, with its own hook (``install_poller``).
 
 docs/jobs.md describes the commands, the metrics and the poller's endpoint shape.
 """

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.ledger.amounts import jsonable
 from meterhouse.ledger.balance import account_balance
@@ -23,10 +24,9 @@ from meterhouse.ledger.errors import LedgerNotFoundError
 from meterhouse.ledger.metrics import LedgerMetrics, Refresher
 from meterhouse.ledger.months import MonthSpan, account_zone, parse_month, parse_time
 from meterhouse.ledger.statement import Scope, build_statement
-from meterhouse.ledger.statement_render import FORMATS, render
-from meterhouse.service.app import ServiceContext, problem
+from meterhouse.ledger.statement_formats import FORMATS, render
 from meterhouse.service.auth import authorize_read, authorize_statement
-from meterhouse.tenants import now_utc
+from meterhouse.service.context import ServiceContext, problem
 
 _MEDIA = {
     "json": "application/json",

@@ -14,12 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from meterhouse.access.tenants import list_accounts, now_utc
 from meterhouse.ledger.amounts import sub
 from meterhouse.ledger.burndown import BurnDown, Consumption, burn_down
 from meterhouse.ledger.grants import GrantRecord, grants_in_force_by
 from meterhouse.ledger.months import account_zone, aware
 from meterhouse.store.base import Store
-from meterhouse.tenants import list_accounts, now_utc
 
 _SPANS = """
 SELECT

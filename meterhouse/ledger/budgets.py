@@ -15,11 +15,18 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from meterhouse.access.tenants import (
+    audit,
+    audited_write,
+    get_account,
+    get_project,
+    get_team,
+    now_utc,
+)
 from meterhouse.ledger.amounts import LEDGER_CONTEXT, ZERO, add, plain
 from meterhouse.ledger.errors import LedgerError, LedgerNotFoundError
 from meterhouse.ledger.months import MonthSpan, aware, zone_of
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, get_account, get_project, get_team, now_utc
 
 SCOPES: Final = ("account", "team", "project")
 EVERY_MONTH: Final = date(1970, 1, 1)
@@ -230,18 +237,18 @@ def set_budget(
     before = get_budget(store, account_id, scope, scope_id, budget.month)
     if before == budget:
         return budget
-    _write(store, budget, deleted=False)
-    audit(
+    return audited_write(
         store,
+        lambda: _write(store, budget, deleted=False),
+        lambda: get_budget(store, account_id, scope, scope_id, budget.month),
         actor=actor,
         action="budget.set",
         target_type="budget",
         target_id=f"{scope}:{scope_id}:{budget.to_dict()['month']}",
         account_id=account_id,
         before=before.to_dict() if before else None,
-        after=budget.to_dict(),
+        shown=Budget.to_dict,
     )
-    return budget
 
 
 def delete_budget(

@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from meterhouse.access.tenants import audited_write, now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.ledger.burndown import Lot
 from meterhouse.ledger.months import aware
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, now_utc
 
 GRANT_KINDS: Final = ("plan_allowance", "top_up", "promotional", "adjustment")
 KIND_LABELS: Final = {
@@ -100,34 +100,30 @@ def create_grant(
     existing = get_grant(store, account_id, grant_id)
     if existing is not None:
         return GrantOutcome(existing, created=False)
-    store.insert(
-        "credit_grants",
-        {
-            "grant_id": [grant_id],
-            "account_id": [account_id],
-            "kind": [kind],
-            "amount": [amount],
-            "priority": [priority],
-            "effective_at": [effective_at],
-            "expires_at": [expires_at],
-            "idempotency_key": [idempotency_key],
-            "description": [description],
-            "source": [source],
-            "stripe_ref": [stripe_ref],
-            "created_at": [now_utc()],
-        },
-    )
-    stored = get_grant(store, account_id, grant_id)
-    assert stored is not None
-    audit(
+    row: dict[str, list[Any]] = {
+        "grant_id": [grant_id],
+        "account_id": [account_id],
+        "kind": [kind],
+        "amount": [amount],
+        "priority": [priority],
+        "effective_at": [effective_at],
+        "expires_at": [expires_at],
+        "idempotency_key": [idempotency_key],
+        "description": [description],
+        "source": [source],
+        "stripe_ref": [stripe_ref],
+        "created_at": [now_utc()],
+    }
+    stored = audited_write(
         store,
+        lambda: store.insert("credit_grants", row),
+        lambda: get_grant(store, account_id, grant_id),
         actor=actor,
         action="grant.create",
         target_type="credit_grant",
         target_id=grant_id,
         account_id=account_id,
         before=None,
-        after=stored,
     )
     return GrantOutcome(stored, created=True)
 

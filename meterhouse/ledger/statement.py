@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from meterhouse.access.tenants import get_account, get_project, get_team, now_utc
 from meterhouse.ledger.amounts import ZERO, add, exact_sum, jsonable, plain, sub
 from meterhouse.ledger.balance import (
     consumption_spans,
@@ -48,7 +49,6 @@ from meterhouse.ledger.statement_summary import (
 )
 from meterhouse.records import USAGE_UNITS
 from meterhouse.store.base import Store
-from meterhouse.tenants import get_account, get_project, get_team, now_utc
 
 LINE_TYPES: Final = ("grant", "expiry", "usage", "adjustment", "other_usage")
 _USAGE_ORDER: Final = {name: index for index, name in enumerate(USAGE_UNITS)}

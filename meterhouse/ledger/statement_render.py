@@ -26,7 +26,6 @@ from meterhouse.ledger.statement_summary import (
     per_million,
 )
 
-FORMATS: Final = ("table", "csv", "json", "html")
 CSV_COLUMNS: Final = (
     "date",
     "time",
@@ -341,18 +340,3 @@ def render_csv(statement: Statement) -> str:
 
 def render_json(statement: Statement) -> str:
     return json.dumps(statement.to_dict(), indent=2)
-
-
-def render(statement: Statement, fmt: str, *, detail: bool = False) -> str:
-    """``detail``: every usage type in the table and HTML (csv and json always have them)."""
-    if fmt == "table":
-        return render_table(statement, detail)
-    if fmt == "csv":
-        return render_csv(statement)
-    if fmt == "json":
-        return render_json(statement)
-    if fmt == "html":
-        from meterhouse.ledger.statement_html import render_html
-
-        return render_html(statement, detail)
-    raise ValueError(f"unknown statement format {fmt!r}; formats: {', '.join(FORMATS)}")

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.meters.billing import BillableMeters
 from meterhouse.meters.definition import MeterError, new_ulid, parse
@@ -53,10 +54,9 @@ from meterhouse.meters.registry import (
     Registry,
     load_file,
 )
-from meterhouse.service.app import ServiceContext, once_per_context, problem
 from meterhouse.service.auth import authorize_admin, read_auth
+from meterhouse.service.context import ServiceContext, once_per_context, problem
 from meterhouse.service.limits import json_body
-from meterhouse.tenants import now_utc
 
 Handler = Callable[[Request], Awaitable[Response]]
 MAX_FILTER_TEXT = 4096

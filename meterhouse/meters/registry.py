@@ -25,10 +25,10 @@ from typing import Any
 
 import yaml
 
+from meterhouse.access.tenants import audit
 from meterhouse.meters import rollup
 from meterhouse.meters.definition import Meter, MeterError, parse, parse_path, stable_ulid
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit
 
 _COLUMNS = (
     "slug, meter_id, name, description, event_type, aggregation, value_property, group_by, "

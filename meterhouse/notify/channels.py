@@ -24,11 +24,11 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from meterhouse.access.roles import MANAGE_ROLES
+from meterhouse.access.tenants import audit, get_account, now_utc
 from meterhouse.access.users import AccessError, list_bindings, require_user
 from meterhouse.notify.errors import NotifyError
 from meterhouse.notify.sealing import seal
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, get_account, now_utc
 
 ChannelType = Literal["webhook", "email", "slack"]
 TYPES: Final = ("webhook", "email", "slack")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
 from meterhouse.notify.channels import Channel, list_channels
@@ -34,7 +35,6 @@ from meterhouse.notify.messages import Alert, render
 from meterhouse.notify.senders import Outcome, send
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 log = get_logger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any, Final
 
 import requests
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
 from meterhouse.settings import Settings
-from meterhouse.tenants import now_utc
 
 log = get_logger(__name__)
 

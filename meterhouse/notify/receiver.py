@@ -13,12 +13,12 @@ import json
 from datetime import timedelta
 from typing import Any, Final
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.notify.channels import OPERATORS, Channel, list_channels
 from meterhouse.notify.deliveries import Delivery
 from meterhouse.notify.errors import NotifyError
 from meterhouse.notify.messages import Alert
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 MAX_BODY_BYTES: Final = 2 * 1024 * 1024
 MAX_ALERTS: Final = 1000

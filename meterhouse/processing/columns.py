@@ -8,7 +8,7 @@ what the writer inserts (``ClickHouseWriter.write_tables``), so a replay inserts
 values that were priced when the request was answered and never prices anything again.
 
 The simple per-event reference of these rows is tests/support/reference.py
-(tests/durability/test_columns.py compares the two on generated events). ``attributes``
+(tests/ingest/test_columns.py compares the two on generated events). ``attributes``
 is the event's data as JSON written compactly by msgspec (keys sorted, UTF-8).
 """
 

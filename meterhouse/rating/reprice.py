@@ -39,6 +39,7 @@ from typing import Any, Final
 import msgspec
 
 from meterhouse import records as r
+from meterhouse.access.tenants import audit, check_id
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
 from meterhouse.processing.accounts import AccountDirectory
@@ -48,7 +49,6 @@ from meterhouse.rating.rate import is_usage
 from meterhouse.rating.rater import Rater
 from meterhouse.rating.rollups import USAGE_ROLLUPS, Rollup
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, check_id
 
 log = get_logger(__name__)
 

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+from meterhouse.access.tenants import audit
 from meterhouse.errors import MeterhouseError
 from meterhouse.logs import get_logger
 from meterhouse.rating.catalog_rows import COLUMNS, PRICE_COLUMNS
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit
 
 log = get_logger(__name__)
 

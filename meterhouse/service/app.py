@@ -4,11 +4,9 @@ local CLI commands (store_api.py), and the collectors' routes."""
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -22,51 +20,12 @@ from meterhouse.adhoc_sql import AdhocLimits, AdhocSqlError, run_adhoc
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
 from meterhouse.logs import get_logger
+from meterhouse.service.auth import authorize_sql, metrics_scope
+from meterhouse.service.context import ServiceContext, problem
 from meterhouse.service.limits import BodyLimit, json_body
 from meterhouse.service.store_api import store_routes
-from meterhouse.settings import Settings
-from meterhouse.store.base import Store
 
 log = get_logger(__name__)
-
-ReadinessCheck = Callable[[], str | None]
-"""Returns None when ready, else a reason that /readyz reports."""
-
-
-@dataclass
-class ServiceContext:
-    settings: Settings
-    store: Store
-    registry: CollectorRegistry
-    admin_token: str
-    readiness_checks: list[ReadinessCheck] = field(default_factory=list)
-    # Reported by /readyz without making it 503 (the service still takes requests).
-    readiness_warnings: list[ReadinessCheck] = field(default_factory=list)
-    routes: list[BaseRoute] = field(default_factory=list)
-    # Background work (writers, schedulers) starts with the server and stops before it ends.
-    on_startup: list[Callable[[], None]] = field(default_factory=list)
-    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
-
-
-_ONCE_LOCK: Final = threading.Lock()
-_T = TypeVar("_T")
-
-
-def once_per_context(
-    ctx: ServiceContext, attribute: str, kind: type[_T], make: Callable[[], _T]
-) -> _T:
-    """The one ``kind`` object of this service context, made by ``make`` on first use (so
-    it is shared by every part installed on the context, and registers its metrics once)."""
-    found = vars(ctx).get(attribute)
-    if isinstance(found, kind):
-        return found
-    with _ONCE_LOCK:
-        found = vars(ctx).get(attribute)
-        if not isinstance(found, kind):
-            found = make()
-            setattr(ctx, attribute, found)
-        return found
-
 
 TENANT_LABELS: Final = frozenset(
     {
@@ -103,18 +62,6 @@ class ServiceWide:
             yield kept
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    """An RFC 9457 problem+json answer."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
-
-
-def bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 def create_app(ctx: ServiceContext) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -134,8 +81,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
         return JSONResponse({"status": "ready", **extra})
 
     async def metrics(request: Request) -> Response:
-        from meterhouse.service.auth import metrics_scope
-
         scope = await metrics_scope(ctx, request)
         if isinstance(scope, Response):
             return scope
@@ -144,8 +89,6 @@ def create_app(ctx: ServiceContext) -> Starlette:
 
     async def sql(request: Request) -> Response:
         # Admin token only; keys get 403 saying why (meterhouse/service/auth.py).
-        from meterhouse.service.auth import authorize_sql
-
         refused = await authorize_sql(ctx, request)
         if refused is not None:
             return refused

@@ -27,24 +27,21 @@ import asyncio
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from collectors.auth import AuthBrake, key_id_of
+from meterhouse.access.key_auth import AuthBrake, key_id_of
+from meterhouse.access.keys import check_token, get_stored_key, parse_token
 from meterhouse.access.statement_view import ScopeRefused, redact, resolve_scope
+from meterhouse.access.tenants import get_project, now_utc
 from meterhouse.access.users import Binding, get_user, list_bindings
 from meterhouse.access.visibility import Visibility, visibility_of
-from meterhouse.keys import check_token, get_stored_key, parse_token
 from meterhouse.logs import get_logger
-from meterhouse.service.app import once_per_context
+from meterhouse.service.context import ServiceContext, bearer_token, once_per_context
 from meterhouse.store.base import Store
-from meterhouse.tenants import get_project, now_utc
-
-if TYPE_CHECKING:
-    from meterhouse.service.app import ServiceContext
 
 log = get_logger(__name__)
 
@@ -68,11 +65,6 @@ def problem(status: int, title: str, detail: str, **headers: str) -> JSONRespons
     return JSONResponse(
         body, status_code=status, media_type="application/problem+json", headers=headers
     )
-
-
-def bearer_token(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclass(frozen=True)

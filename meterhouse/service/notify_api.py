@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from meterhouse.access.tenants import TenantError
 from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.jobs.stuck import StuckPolicy
 from meterhouse.jsonable import to_jsonable
@@ -38,9 +39,8 @@ from meterhouse.notify.errors import NotifyError
 from meterhouse.notify.job_alerts import failed_job_alerts, stuck_job_alerts
 from meterhouse.notify.pusher import AlertPusher
 from meterhouse.notify.receiver import MAX_BODY_BYTES, parse_notification, plan_deliveries
-from meterhouse.service.app import ServiceContext
-from meterhouse.service.auth import Caller, bearer_token, problem, read_auth
-from meterhouse.tenants import TenantError
+from meterhouse.service.auth import Caller, problem, read_auth
+from meterhouse.service.context import ServiceContext, bearer_token
 
 log = get_logger(__name__)
 

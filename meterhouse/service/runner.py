@@ -15,7 +15,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from meterhouse.logs import get_logger
-from meterhouse.service.app import ServiceContext, create_app
+from meterhouse.service.app import create_app
+from meterhouse.service.context import ServiceContext
 from meterhouse.service.limits import protocol_for
 from meterhouse.settings import Settings
 from meterhouse.store import Store, open_store

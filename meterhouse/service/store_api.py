@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,11 +32,10 @@ from starlette.routing import BaseRoute, Route
 from meterhouse.errors import StoreError
 from meterhouse.jsonable import result_to_json
 from meterhouse.logs import get_logger
+from meterhouse.service.auth import authorize_admin
+from meterhouse.service.context import ServiceContext, problem
 from meterhouse.service.limits import BodyTooLargeError, read_limited
 from meterhouse.store.base import check_identifier
-
-if TYPE_CHECKING:
-    from meterhouse.service.app import ServiceContext
 
 log = get_logger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -54,12 +53,6 @@ class _RowsJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    from meterhouse.service.app import problem
-
-    return problem(status, title, detail, **extra)
-
-
 def _loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
@@ -69,14 +62,12 @@ def _loopback(request: Request) -> bool:
 
 
 async def _admit(ctx: ServiceContext, request: Request) -> None:
-    from meterhouse.service.auth import authorize_admin
-
     refused = await authorize_admin(ctx, request, "store")
     if refused is not None:
         raise _Refused(refused)
     if not _loopback(request):
         raise _Refused(
-            _problem(
+            problem(
                 403,
                 "Forbidden",
                 "the store endpoint serves CLI commands on the service's own machine only; "
@@ -89,7 +80,7 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise _Refused(_problem(400, "Bad Request", f"{what} must be a JSON object"))
+        raise _Refused(problem(400, "Bad Request", f"{what} must be a JSON object"))
     return value
 
 
@@ -98,13 +89,13 @@ async def _statement(ctx: ServiceContext, request: Request) -> tuple[str, dict[s
         body = await read_limited(request, ctx.settings.http_max_body_bytes)
         payload = json.loads(body)
     except BodyTooLargeError as exc:
-        raise _Refused(_problem(413, "Payload Too Large", str(exc))) from exc
+        raise _Refused(problem(413, "Payload Too Large", str(exc))) from exc
     except (ValueError, RecursionError) as exc:
         raise _Refused(
-            _problem(400, "Bad Request", 'body must be JSON: {"sql", "params", "settings"}')
+            problem(400, "Bad Request", 'body must be JSON: {"sql", "params", "settings"}')
         ) from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("sql"), str):
-        raise _Refused(_problem(400, "Bad Request", 'body must be JSON with a "sql" string'))
+        raise _Refused(problem(400, "Bad Request", 'body must be JSON with a "sql" string'))
     return (
         payload["sql"],
         _mapping(payload.get("params"), "params"),
@@ -116,7 +107,7 @@ def _settings_param(request: Request) -> dict[str, Any]:
     try:
         loaded = json.loads(request.query_params.get("settings") or "{}")
     except ValueError as exc:
-        raise _Refused(_problem(400, "Bad Request", "settings must be a JSON object")) from exc
+        raise _Refused(problem(400, "Bad Request", "settings must be a JSON object")) from exc
     return _mapping(loaded, "settings")
 
 
@@ -128,7 +119,7 @@ def _arrow_table(body: bytes) -> Any:
             return reader.read_all()
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise _Refused(
-            _problem(400, "Bad Request", f"the body is not an Arrow IPC stream: {exc}")
+            problem(400, "Bad Request", f"the body is not an Arrow IPC stream: {exc}")
         ) from exc
 
 
@@ -152,11 +143,11 @@ def _guarded(ctx: ServiceContext, handler: Handler) -> Callable[[Request], Await
         except _Refused as refused:
             return refused.answer
         except StoreError as exc:
-            return _problem(400, "Statement failed", str(exc), code=exc.code, name=exc.name)
+            return problem(400, "Statement failed", str(exc), code=exc.code, name=exc.name)
         except (ValueError, TypeError, OverflowError) as exc:
             # What the store refuses before ClickHouse sees it (a bad identifier, a
             # parameter of the wrong shape) is the request's fault.
-            return _problem(400, "Bad Request", str(exc))
+            return problem(400, "Bad Request", str(exc))
 
     return endpoint
 
@@ -185,7 +176,7 @@ async def _insert_arrow(ctx: ServiceContext, request: Request) -> Response:
     try:
         body = await read_limited(request, ctx.settings.ingest_max_body_bytes)
     except BodyTooLargeError as exc:
-        raise _Refused(_problem(413, "Payload Too Large", str(exc))) from exc
+        raise _Refused(problem(413, "Payload Too Large", str(exc))) from exc
     data = await asyncio.to_thread(_arrow_table, body)
     rows = await asyncio.to_thread(ctx.store.insert_arrow, table_name, data, settings=settings)
     log.debug("store endpoint inserted", table=table_name, rows=rows)

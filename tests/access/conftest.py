@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,14 +12,12 @@ from starlette.applications import Starlette
 
 from meterhouse.access.read_api import install_access
 from meterhouse.ledger.api import install_ledger
-from meterhouse.service.app import ServiceContext, create_app
+from meterhouse.service.app import create_app
+from meterhouse.service.context import ServiceContext
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import ChdbStore
-from meterhouse.store.migrations import migrate
 from tests.access.asgi import Answer, call
 from tests.access.world import World, build_world
-from tests.support.stores import migrated_store  # noqa: F401
 
 ADMIN_TOKEN = "admin-token-for-access-tests"
 
@@ -49,31 +45,6 @@ def make_service(store: Store, **settings: Any) -> Service:
     install_ledger(ctx)
     install_access(ctx)
     return Service(create_app(ctx), ctx.registry)
-
-
-@pytest.fixture(scope="module")
-def module_store(chdb_data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
-    """One migrated database per test module (migrating costs ~0.5 s)."""
-    name = f"t_access_{request.module.__name__.rsplit('.', 1)[-1]}_{uuid.uuid4().hex[:6]}"
-    store = ChdbStore(f"chdb://{chdb_data_dir}", name)
-    migrate(store)
-    try:
-        yield store
-    finally:
-        store.command(f"DROP DATABASE IF EXISTS {name}")
-        store.close()
-
-
-@pytest.fixture
-def clean_store(module_store: Store) -> Store:
-    """The module's database with every table emptied: each test starts from nothing."""
-    tables = module_store.query(
-        "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        "AND engine LIKE '%MergeTree%' AND name != 'schema_migrations'"
-    ).rows
-    for (table,) in tables:
-        module_store.command(f"TRUNCATE TABLE {table}")
-    return module_store
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from prometheus_client import generate_latest
 
-from meterhouse import keys, tenants
+from meterhouse.access import keys, tenants
 from meterhouse.access import users as u
 from meterhouse.store.base import Store
 from tests.access.conftest import ADMIN_TOKEN, ServiceFactory

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from meterhouse import keys, tenants
+from meterhouse.access import keys, tenants
 from meterhouse.access import users as u
 from meterhouse.cli import cli
 from meterhouse.store.base import Store

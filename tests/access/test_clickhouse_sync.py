@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.access import users as u
 from meterhouse.access.clickhouse_plan import (
     HIDDEN_HASH,
@@ -166,6 +166,7 @@ def test_each_policy_expression_returns_only_its_tenants_rows(tenant_store: Stor
         _check_rows(_binding_of(role), table, full, columns[table])
 
 
+@pytest.mark.slow  # an engine per worker process
 def test_the_engine_enforces_the_policies_as_real_row_policies(
     tenant_store: Store, tmp_path: Path
 ) -> None:

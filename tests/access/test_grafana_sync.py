@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.access import users as u
 from meterhouse.access.grafana_sync import GrafanaError, folder_uid, sync_grafana
 from meterhouse.store.base import Store

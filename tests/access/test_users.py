@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from meterhouse import keys, tenants
+from meterhouse.access import keys, tenants
 from meterhouse.access import users as u
-from meterhouse.access.demo_seed import seed_access
 from meterhouse.access.roles import ROLES, matrix_markdown
+from meterhouse.demo.access_seed import seed_access
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import store_tenants
 from meterhouse.store.base import Store

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Final
 
-from meterhouse import keys, tenants
+from meterhouse.access import keys, tenants
 from meterhouse.access import users as u
 from meterhouse.ledger.grants import create_grant
 from meterhouse.store.base import Store

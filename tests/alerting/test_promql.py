@@ -20,6 +20,8 @@ from meterhouse.dashboards.macros import QueryContext, Variable, interpolate
 from tests.alerting.stack import RULES_DIR, Stack, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+# slow: the shared stack runs `meterhouse demo` and `meterhouse run` in subprocesses.
+pytestmark = pytest.mark.slow
 # What Grafana would use: a 1 hour range, 15 s scrape interval (the data source's
 # timeInterval in grafana/provisioning), a 15 s query interval.
 SCRAPE = timedelta(seconds=15)

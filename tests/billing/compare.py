@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from billing_sync.local_stripe import LocalStripe
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.store.base import Store
 
 Obj = dict[str, Any]

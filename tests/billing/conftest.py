@@ -7,10 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from billing_sync.client import new_client
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.source import StripeSource
+from meterhouse.demo.local_stripe import LocalStripe
 from tests.billing.stripe_fake import FAKE_API_KEY, make_fake
-from tests.support.stores import migrated_store  # noqa: F401
 
 
 @pytest.fixture

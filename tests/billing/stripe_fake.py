@@ -27,7 +27,7 @@ from typing import Any, Final
 import jsonschema
 
 from billing_sync.client import PINNED_API_VERSION
-from billing_sync.local_stripe import LocalStripe
+from meterhouse.demo.local_stripe import LocalStripe
 
 Obj = dict[str, Any]
 FAKE_API_KEY: Final = "sk_test_fake_meterhouse_0123456789"

@@ -7,14 +7,14 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry
 
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.metrics import BillingMetrics
 from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
 from billing_sync.state import FULL_PASS, load_state
 from billing_sync.sync import BillingSync
 from billing_sync.webhook import WebhookReceiver
-from meterhouse import tenants
+from meterhouse.access import tenants
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.store.base import Store
 from tests.billing.stripe_fake import WEBHOOK_SECRET, seed_catalog
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from billing_sync.demo import billing_source_note, seed_billing
 from billing_sync.reconcile import list_issues
+from meterhouse.demo.billing_seed import billing_source_note, seed_billing
 from meterhouse.demo.generator import generate
+from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.demo.runner import store_tenants
-from meterhouse.ledger.demo_seed import seed_ledger
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from billing_sync.allowances import allowances_due
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.metrics import BillingMetrics
 from billing_sync.reconcile import list_issues, reconcile
 from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
 from billing_sync.sync import BillingSync
 from billing_sync.views import load_view
-from meterhouse import tenants
+from meterhouse.access import tenants
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.ledger.grants import create_grant
 from meterhouse.store.base import Store
 from tests.billing.stripe_fake import seed_catalog

@@ -17,14 +17,14 @@ from billing_sync.client import (
     make_client,
     new_client,
 )
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.metrics import BillingMetrics
 from billing_sync.portal import create_portal_session
 from billing_sync.scheduler import BillingScheduler
 from billing_sync.source import StripeSource
 from billing_sync.state import EVENTS_CURSOR, FULL_PASS, SyncState, load_state, save_state
 from billing_sync.sync import BillingSync, SyncStopped
-from meterhouse import tenants
+from meterhouse.access import tenants
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
 from tests.billing.compare import mirror_differences

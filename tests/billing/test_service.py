@@ -7,11 +7,15 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
-from billing_sync.local_stripe import LocalStripe
+from meterhouse.demo.local_stripe import LocalStripe
 from tests.billing.stripe_fake import FAKE_API_KEY, WEBHOOK_SECRET, seed_catalog, seed_customers
 from tests.support.cli import meterhouse, running_service
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 
-from billing_sync.demo import seed_local_stripe
-from billing_sync.local_stripe import LocalStripe
-from billing_sync.local_stripe_objects import BUILTIN_TEMPLATES
 from billing_sync.source import StripeSource
+from meterhouse.demo.billing_seed import seed_local_stripe
 from meterhouse.demo.generator import generate
+from meterhouse.demo.local_stripe import LocalStripe
+from meterhouse.demo.local_stripe_objects import BUILTIN_TEMPLATES
 from tests.billing.stripe_fake import SchemaChecker, make_fake, seed_catalog, seed_customers
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
-from billing_sync.local_stripe import LocalStripe
+import pytest
+
 from billing_sync.source import StripeSource
 from billing_sync.state import EVENTS_CURSOR, FULL_PASS, load_state
 from billing_sync.sync import BillingSync
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.store.base import Store
 from tests.billing.compare import mirror_differences
 from tests.billing.stripe_fake import seed_catalog, seed_customers
@@ -48,6 +50,7 @@ def twenty_changes(fake: LocalStripe, subs: list[dict], prices: dict[str, str]) 
     return changes
 
 
+@pytest.mark.slow  # 2,000 customers: at scale
 def test_full_then_incremental_mirror_stripe_exactly(
     migrated_store: Store, fake: LocalStripe, source: StripeSource
 ) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import time
 
-from billing_sync.local_stripe import LocalStripe, sign_payload
 from billing_sync.source import StripeSource
 from billing_sync.sync import BillingSync
 from billing_sync.webhook import WebhookReceiver
+from meterhouse.demo.local_stripe import LocalStripe, sign_payload
 from meterhouse.store.base import Store
 from tests.billing.stripe_fake import WEBHOOK_SECRET, seed_catalog
 

@@ -11,7 +11,6 @@ import pytest
 
 from meterhouse.dashboards import build_boards, default_directory
 from meterhouse.dashboards.grafana import Board
-from tests.support.stores import migrated_store  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from meterhouse import tenants as t
+from meterhouse.access import tenants as t
 from meterhouse.dashboards import default_directory, overview
 from meterhouse.store.base import Store
 from tests.dashboards.engine import State, resolve_variables

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,10 @@ import requests
 
 from exporters.spool.inflight import read_inflight
 from exporters.spool.log import Position, saved_checkpoint
-from tests.support.cli import METERHOUSE, free_port
+from tests.support.cli import METERHOUSE, copy_migrated_data_dir, free_port
 
 SOURCE = "durability.test"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def model_call(event_id: str, account: str = "acme", tokens: int = 100) -> dict[str, Any]:
@@ -93,8 +95,11 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90, **extra_env: str) -> Service:
+    def start(self, timeout: float = 90, faults: str = "", **extra_env: str) -> Service:
+        """``faults``: injected into the spool's drainer (tests/support/faulty_run.py)."""
         assert self.process is None or self.process.poll() is not None
+        if not self.data_dir.exists() and "MH_CLICKHOUSE_URL" not in {**self.env, **extra_env}:
+            copy_migrated_data_dir(self.data_dir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
         env.update(
             {
@@ -107,8 +112,12 @@ class Service:
         )
         self.starts += 1
         log = open(self.root / f"service-{self.starts}.log", "wb")  # noqa: SIM115
+        command = [METERHOUSE]
+        if faults:
+            command = [sys.executable, "-m", "tests.support.faulty_run", faults]
+            env["PYTHONPATH"] = str(REPO)
         self.process = subprocess.Popen(
-            [METERHOUSE, "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            [*command, "run", "--host", "127.0.0.1", "--port", str(self.port)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import (
@@ -17,6 +18,9 @@ from tests.durability.service import (
     killed_inside_a_batch,
     usage_id,
 )
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 BATCH = 200
 
@@ -73,7 +77,7 @@ def test_sigkill_at_every_moment_of_the_drain_loses_and_doubles_nothing(tmp_path
     try:
         # 1. Mid-drain: the drainer has inserted a batch and waits before the checkpoint
         #    that records it; more batches are acknowledged meanwhile, spooled behind it.
-        service.start(MH_TEST_FAULTS="pause_before_checkpoint=120")
+        service.start(faults="pause_before_checkpoint=120")
         send(service, "a", 5, acked, sent)
         assert wait_for_rows(service) > 0
         send(service, "b", 5, acked, sent)

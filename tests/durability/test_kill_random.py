@@ -24,7 +24,8 @@ from tests.durability.test_kill import check_exactly_once, stream_until_killed
 from tests.support.cli import meterhouse
 
 KILLS = 20
-pytestmark = [pytest.mark.timeout(900)]
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def rollup_mismatches(service: Service) -> list[str]:

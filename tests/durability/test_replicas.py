@@ -20,7 +20,8 @@ from tests.support.clickhouse_http import ShimProcess
 
 REPLICAS = 3
 BATCHES = 12
-pytestmark = [pytest.mark.timeout(600)]
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 @pytest.fixture

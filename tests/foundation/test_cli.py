@@ -10,6 +10,9 @@ import requests
 
 from tests.support.cli import meterhouse, running_service
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 TABLES_SQL = "SELECT name FROM system.tables WHERE database = currentDatabase() ORDER BY name"
 CORE_TABLES = {
     "accounts",

@@ -17,10 +17,10 @@ from meterhouse.store.migrations import (
     schema_dir,
     split_statements,
 )
+from tests.conftest import StoreFactory
 
 
-def test_every_file_applies_once_in_order(make_store: object) -> None:
-    assert callable(make_store)
+def test_every_file_applies_once_in_order(make_store: StoreFactory) -> None:
     store: Store = make_store("chdb")
     first = migrate(store, job_log_ttl_days=30)
     assert [m.version for m in first] == sorted(m.version for m in load_migrations())
@@ -31,8 +31,7 @@ def test_every_file_applies_once_in_order(make_store: object) -> None:
     assert recorded == [m.version for m in first]
 
 
-def test_an_edited_applied_file_is_refused(make_store: object, tmp_path: Path) -> None:
-    assert callable(make_store)
+def test_an_edited_applied_file_is_refused(make_store: StoreFactory, tmp_path: Path) -> None:
     store: Store = make_store("chdb")
     copy = tmp_path / "schema"
     shutil.copytree(schema_dir(), copy)
@@ -43,8 +42,7 @@ def test_an_edited_applied_file_is_refused(make_store: object, tmp_path: Path) -
         migrate(store, directory=copy)
 
 
-def test_a_new_file_is_applied_after_the_others(make_store: object, tmp_path: Path) -> None:
-    assert callable(make_store)
+def test_a_new_file_is_applied_after_the_others(make_store: StoreFactory, tmp_path: Path) -> None:
     store: Store = make_store("chdb")
     copy = tmp_path / "schema"
     shutil.copytree(schema_dir(), copy)
@@ -114,3 +112,27 @@ def test_sharded_column_changes_reach_the_distributed_table_too() -> None:
     targets = [s.split()[2] for s in rendered if s.startswith("ALTER TABLE") and "COLUMN" in s]
     assert any(t.endswith("_local") for t in targets)
     assert any(not t.endswith("_local") for t in targets)
+
+
+def test_a_clone_equals_a_migrated_database(
+    make_store: StoreFactory, migrated_store: Store, database_name: str
+) -> None:
+    """The tests' stores are clones of one migrated template (tests/support/stores.py):
+    each object, its definition and the migrations' own rows equal a fresh migration's."""
+    fresh = make_store("chdb", f"{database_name}_fresh")
+    migrate(fresh)
+
+    def objects(store: Store) -> list[tuple[str, str, str]]:
+        rows = store.query(
+            "SELECT name, engine, create_table_query FROM system.tables "
+            "WHERE database = currentDatabase() ORDER BY name"
+        ).rows
+        return [(n, e, q.replace(f"{store.database}.", "db.")) for n, e, q in rows]
+
+    def recorded(store: Store) -> list[tuple[object, ...]]:
+        return store.query("SELECT version, checksum FROM schema_migrations ORDER BY version").rows
+
+    assert len(objects(fresh)) > 30
+    assert objects(migrated_store) == objects(fresh)
+    assert recorded(migrated_store) == recorded(fresh)
+    assert migrate(migrated_store) == []

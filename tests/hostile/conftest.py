@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.durability.service import Service
-from tests.support.stores import migrated_store  # noqa: F401
 
 
 def create_account(service: Service, account_id: str, time_zone: str = "UTC") -> None:

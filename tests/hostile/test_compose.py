@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.cli import meterhouse
@@ -24,6 +25,7 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
+@pytest.mark.slow
 def test_compose_env_generates_every_required_secret(tmp_path: Path) -> None:
     made = meterhouse(tmp_path / "store", "compose-env", "--dir", str(tmp_path))
     assert made.returncode == 0, made.stderr

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter
@@ -18,6 +19,9 @@ from meterhouse.store.base import Store
 from tests.durability.service import Service
 from tests.durability.test_spool import rows
 from tests.support.cli import meterhouse
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 LATER = "mh_hostile_later"  # a table a later migration would make
 

@@ -14,6 +14,9 @@ import requests
 from tests.durability.service import Service, model_call
 from tests.hostile.test_http_limits import answers_quickly, rss_bytes
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 LONG = "k" * 5000
 DEPTH = 900
 

@@ -22,6 +22,9 @@ from tests.durability.service import Service, batch, charged_events
 from tests.durability.test_spool import rows
 from tests.hostile.conftest import SmallDisk
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 BATCH = 100
 
 
@@ -70,7 +73,7 @@ def test_a_full_disk_refuses_and_loses_nothing_acknowledged(
     acked: set[str] = set()
     try:
         # ClickHouse "down" (the drain held): the spool fills the 1.2 MB disk.
-        service.start(MH_TEST_FAULTS="hold_drain=1")
+        service.start(faults="hold_drain=1")
         first = post_until_refused(service, "a", acked, refusals=3)
         assert first > 3
         status, body = readyz(service)

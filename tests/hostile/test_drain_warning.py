@@ -6,11 +6,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import Service, batch
 from tests.durability.test_store_outage import clickhouse
 from tests.support.cli import free_port
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def test_readyz_warns_of_a_failing_drain(tmp_path: Path) -> None:

@@ -7,7 +7,12 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.durability.service import Service, batch
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def test_store_and_spool_files_are_private(tmp_path: Path) -> None:

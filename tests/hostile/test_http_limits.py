@@ -18,6 +18,9 @@ import requests
 
 from tests.durability.service import Service
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 ADMIN = "durability-admin"  # the admin token tests.durability.service starts with
 
 

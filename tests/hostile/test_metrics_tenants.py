@@ -7,10 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import Service
 from tests.hostile.conftest import create_account
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 METRICS_TOKEN = "metrics-scrape-token"
 ACCOUNT = "tenant-secret-acct"

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import Service
 from tests.hostile.conftest import create_account
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 ADMIN = {"Authorization": "Bearer durability-admin"}
 

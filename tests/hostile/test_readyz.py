@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.durability.service import Service, batch
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def test_readyz_is_not_ready_while_big_batches_are_refused(tmp_path: Path) -> None:
     service = Service(tmp_path)
     try:
-        service.start(MH_TEST_FAULTS="hold_drain=1", MH_SPOOL_MAX_BYTES=str(1024 * 1024))
+        service.start(faults="hold_drain=1", MH_SPOOL_MAX_BYTES=str(1024 * 1024))
         for number in range(100):
             answer = service.post(batch(f"big{number}", 250))
             if answer.status_code == 503:

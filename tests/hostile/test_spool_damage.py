@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exporters.clickhouse_writer import ClickHouseWriter
@@ -15,6 +16,9 @@ from exporters.spool import Spool
 from meterhouse.store.base import Store
 from tests.durability.service import Service, batch, charged_events
 from tests.durability.test_spool import rows
+
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 BATCHES = 40
 BATCH = 100
@@ -33,7 +37,7 @@ def test_flipped_bytes_after_a_kill_cost_their_records_alone(tmp_path: Path) -> 
     spool_dir = service.data_dir / "meterhouse-spool"
     acked: dict[str, set[str]] = {}
     try:
-        service.start(MH_TEST_FAULTS="hold_drain=1")
+        service.start(faults="hold_drain=1")
         for number in range(BATCHES):
             events = batch(f"d{number}x", BATCH)
             answer = service.post(events)

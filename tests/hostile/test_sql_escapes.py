@@ -61,6 +61,7 @@ def sql(service: Service, statement: str, write: bool = False) -> requests.Respo
     )
 
 
+@pytest.mark.slow
 def test_host_files_cannot_be_read_or_written(service: Service, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("do not read me\n")
@@ -79,6 +80,7 @@ def test_host_files_cannot_be_read_or_written(service: Service, tmp_path: Path) 
     assert not target.exists()
 
 
+@pytest.mark.slow
 def test_urls_other_servers_and_processes_are_unreachable(
     service: Service, loopback_url: tuple[str, list[str]]
 ) -> None:
@@ -94,6 +96,7 @@ def test_urls_other_servers_and_processes_are_unreachable(
     assert seen == []
 
 
+@pytest.mark.slow
 def test_no_setting_lifts_a_limit(service: Service) -> None:
     for statement in (
         "SELECT * FROM (SELECT sleep(1) SETTINGS max_execution_time = 3600)",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,13 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
-from collectors.plugin import install_ingest
-from meterhouse import keys, tenants
-from meterhouse.service.app import ServiceContext, create_app
+from collectors.service_hook import install_ingest
+from meterhouse.access import keys, tenants
+from meterhouse.service.app import create_app
+from meterhouse.service.context import ServiceContext
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import ChdbStore
-from meterhouse.store.migrations import migrate
 from tests.support.asgi import Answer, call
 
 ADMIN_TOKEN = "admin-token-for-tests"
@@ -77,31 +74,6 @@ def make_service(store: Store, **settings: Any) -> Service:
             tenants.create_account(store, account, actor="test")
     token = keys.create_key(store, purpose="ingest", source=SOURCE, actor="test")[1]
     return Service(app, store, ctx.registry, token)
-
-
-@pytest.fixture(scope="module")
-def module_store(chdb_data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
-    """One migrated database per test module: migrating costs ~0.5 s, emptying ~10 ms."""
-    name = f"t_ingest_{request.module.__name__.rsplit('.', 1)[-1]}_{uuid.uuid4().hex[:6]}"
-    store = ChdbStore(f"chdb://{chdb_data_dir}", name)
-    migrate(store)
-    try:
-        yield store
-    finally:
-        store.command(f"DROP DATABASE IF EXISTS {name}")
-        store.close()
-
-
-@pytest.fixture
-def clean_store(module_store: Store) -> Store:
-    """The module's database with every table emptied: each test starts from nothing."""
-    tables = module_store.query(
-        "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        "AND engine LIKE '%MergeTree%' AND name != 'schema_migrations'"
-    ).column("name")
-    for table in tables:
-        module_store.command(f"TRUNCATE TABLE {table}")
-    return module_store
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from collectors import cloudevents as ce
 from collectors.validate import Limits
+from meterhouse.access.keys import ApiKey
 from meterhouse.demo.generator import generate
 from meterhouse.demo.via_api import cloud_event
-from meterhouse.keys import ApiKey
 from meterhouse.records import DATA_TYPES
 
 NOW = datetime.now(UTC)

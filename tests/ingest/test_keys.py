@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from meterhouse import keys
+from meterhouse.access import keys
 from meterhouse.store.base import Store
 from tests.ingest.conftest import ADMIN_TOKEN, SOURCE, Service, ServiceFactory, event
 from tests.support.asgi import call

@@ -25,6 +25,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 
 from tests.support.cli import RunningService, meterhouse, running_service
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 SDK_SOURCE = "platform.sdk"
 OTLP_SOURCE = "chat-api.otlp"
 

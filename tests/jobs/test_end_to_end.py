@@ -1,10 +1,9 @@
-"""The real console script and a real `meterhouse run`, each on its own data directory."""
+"""A real `meterhouse run` polling a platform, and the jobs commands on the demo's store."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.jobs.fake_platform import FakePlatform, fill, serving
 from tests.support.cli import meterhouse, running_service
+from tests.support.inprocess import Demo, InProcess
 
 JOB_METRICS = (
     "meterhouse_job_runs",
@@ -34,6 +34,7 @@ def _metrics(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return found
 
 
+@pytest.mark.slow  # `meterhouse run` in a subprocess (CONTRIBUTING.md)
 def test_service_polls_the_platform_and_serves_jobs_metrics(tmp_path: Path) -> None:
     with serving(FakePlatform()) as platform:
         fill(platform)
@@ -75,49 +76,47 @@ def test_service_polls_the_platform_and_serves_jobs_metrics(tmp_path: Path) -> N
     assert "Traceback" not in log, log
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("jobs_cli") / "store"
-    filled = meterhouse(data_dir, "demo", "--days", "2", "--scale", "0.2", timeout=120)
-    assert filled.returncode == 0, filled.stderr
-    yield data_dir
-
-
-def _json(data_dir: Path, *args: str) -> list[dict[str, object]]:
+def _json(cli: InProcess | Path, *args: str) -> list[dict[str, object]]:
     started = time.monotonic()
-    done = meterhouse(data_dir, *args, "--format", "json")
+    done = (
+        cli(*args, "--format", "json")
+        if callable(cli)
+        else meterhouse(cli, *args, "--format", "json")
+    )
     assert done.returncode == 0, done.stderr
-    # The whole command (Python start, embedded engine, query): generous, CI is shared.
+    # The whole command (engine and query; with a subprocess, Python's start too):
+    # generous, CI is shared.
     assert time.monotonic() - started < 20
     rows: list[dict[str, object]] = json.loads(done.stdout)
     return rows
 
 
-def test_jobs_commands_on_the_demo(demo_dir: Path) -> None:
-    active = _json(demo_dir, "jobs", "active")
+def test_jobs_commands_on_the_demo(demo: Demo) -> None:
+    cli = demo.cli
+    active = _json(cli, "jobs", "active")
     assert {row["kind"] for row in active} == {"scheduler", "asset", "webhook", "notification"}
     assert len({(row["account"], row["job"]) for row in active}) == len(active)
     stuck_job = next(row for row in active if row["job"] == "acme-sales_by_region")
     assert stuck_job["running"] >= 1
     assert any(row["last_error"] for row in active)
 
-    stuck = _json(demo_dir, "jobs", "stuck")
+    stuck = _json(cli, "jobs", "stuck")
     stuck_run = next(row for row in stuck if row["job"] == "acme-sales_by_region")
     assert "3x the" in str(stuck_run["reason"])  # median of recent runs, or the declaration
 
-    story = meterhouse(demo_dir, "events", "--run", str(stuck_run["run"]), "--verbose")
+    story = cli("events", "--run", str(stuck_run["run"]), "--verbose")
     assert story.returncode == 0, story.stderr
     assert "waiting for lock on warehouse table sales_by_region" in story.stdout
 
-    errors = _json(demo_dir, "events", "--level", "error", "--since", "2d", "--limit", "500")
+    errors = _json(cli, "events", "--level", "error", "--since", "2d", "--limit", "500")
     assert errors and {row["level"] for row in errors} == {"error"}
     assert all(row["error_type"] and row["run"] and row["account"] for row in errors)
 
-    runs = meterhouse(demo_dir, "jobs", "runs", "--job", "globex-order-events", "--limit", "3",
+    runs = cli("jobs", "runs", "--job", "globex-order-events", "--limit", "3",
                       "--format", "csv")  # fmt: skip
     assert runs.returncode == 0, runs.stderr
     header, *lines = runs.stdout.splitlines()
     assert header.startswith("account,run,status") and len(lines) == 3
 
-    vague = meterhouse(demo_dir, "events")
+    vague = cli("events")
     assert vague.returncode == 2 and "say which logs" in vague.stderr

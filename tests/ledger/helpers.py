@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from exporters.clickhouse_writer import ClickHouseWriter
 from meterhouse import records as r
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.processing.columns import SCHEMAS
 from meterhouse.store.base import Store
 from tests.support.reference import usage_row

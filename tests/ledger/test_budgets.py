@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.ledger import budgets as b
 from meterhouse.ledger.balance import account_balance
 from meterhouse.ledger.errors import LedgerError, LedgerNotFoundError

@@ -14,6 +14,9 @@ import requests
 from tests.ledger.helpers import usage_insert_sql
 from tests.support.cli import meterhouse, running_service
 
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

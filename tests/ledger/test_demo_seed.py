@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from meterhouse.demo.generator import DemoData, demo_tenants
+from meterhouse.demo.ledger_seed import seed_ledger
 from meterhouse.demo.runner import store_tenants
 from meterhouse.ledger import budgets as b
-from meterhouse.ledger.demo_seed import seed_ledger
 from meterhouse.ledger.grants import list_grants
 from meterhouse.ledger.months import MonthSpan, zone_of
 from meterhouse.ledger.statement import build_statement
-from meterhouse.ledger.statement_render import render
+from meterhouse.ledger.statement_formats import render
 from meterhouse.store.base import Store
 from tests.ledger.helpers import Usage, write_usage
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.ledger.amounts import shown
 from meterhouse.ledger.balance import account_balance, balances
 from meterhouse.ledger.burndown import Consumption, burn_down

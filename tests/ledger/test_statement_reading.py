@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from meterhouse.cli import cli
 from meterhouse.ledger.grants import create_grant
 from meterhouse.ledger.statement import Statement, build_statement
-from meterhouse.ledger.statement_render import render
+from meterhouse.ledger.statement_formats import render
 from meterhouse.store.base import Store
 from tests.ledger.helpers import Usage, make_account, write_usage
 
@@ -174,6 +174,7 @@ def _pdf_pages(html: str, path: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 
+@pytest.mark.slow  # headless Chromium prints twice
 def test_a_busy_month_prints_on_a_few_pages(statement: Statement, tmp_path: Path) -> None:
     compact = _pdf_pages(render(statement, "html"), tmp_path / "compact")
     detail = _pdf_pages(render(statement, "html", detail=True), tmp_path / "detail")

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.dashboards import build_boards, usage
 from meterhouse.dashboards.checks import clickhouse_targets
 from meterhouse.dashboards.macros import QueryContext, expand, grafana_interval

@@ -10,7 +10,6 @@ from click.testing import CliRunner, Result
 
 from meterhouse.cli import cli
 from meterhouse.store.base import Store
-from tests.support.stores import migrated_store  # noqa: F401
 
 Run = Callable[..., Result]
 
@@ -29,7 +28,7 @@ def runner_for(url: str, database: str) -> Run:
 
 
 @pytest.fixture
-def run(migrated_store: Store, chdb_data_dir: Path) -> Run:  # noqa: F811
+def run(migrated_store: Store, chdb_data_dir: Path) -> Run:
     """`meterhouse ...` on a migrated database of this test's own."""
     return runner_for(f"chdb://{chdb_data_dir}", migrated_store.database)
 

@@ -7,6 +7,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.newcomer.conftest import Run, runner_for
 from tests.support.cli import METERHOUSE, cli_env, free_port, meterhouse, running_service
 
@@ -18,6 +20,7 @@ def test_a_store_without_schema_says_run_migrate(run_unmigrated: Run) -> None:
     assert "UNKNOWN_TABLE" not in done.output and "error 60" not in done.output
 
 
+@pytest.mark.slow
 def test_a_mistyped_store_directory_is_not_created(tmp_path: Path) -> None:
     # A subprocess: chdb opens one directory per process, and this one must be new.
     typo = tmp_path / "typo"
@@ -44,6 +47,7 @@ def test_an_unreachable_server_is_one_clear_line_with_the_password_masked() -> N
     assert "Retry(" not in done.output and "s3cret" not in done.output
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
@@ -87,6 +91,7 @@ def test_a_mistyped_account_gets_a_suggestion(run: Run) -> None:
         assert "Did you mean acme?" in done.output, done.output
 
 
+@pytest.mark.slow
 def test_errors_through_the_running_service_read_the_same(tmp_path: Path) -> None:
     # Two processes: `meterhouse run` holds the store, the command asks it.
     data = tmp_path / "store"

@@ -10,14 +10,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
+from meterhouse.access.tenants import create_account
 from meterhouse.access.users import Binding, add_user, grant
-from meterhouse.service.app import ServiceContext, create_app
+from meterhouse.service.app import create_app
+from meterhouse.service.context import ServiceContext
 from meterhouse.service.notify_api import install_notify
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store
-from meterhouse.tenants import create_account
 from tests.alerting.stack import WebhookReceiver, webhook_receiver
-from tests.support.stores import migrated_store  # noqa: F401
 
 ADMIN_TOKEN = "admin-token-for-notify-tests"
 ALERTS_TOKEN = "alerts-token-for-notify-tests"
@@ -36,7 +36,7 @@ def settings(**extra: Any) -> Settings:
 
 
 @pytest.fixture
-def world(migrated_store: Store) -> Store:  # noqa: F811
+def world(migrated_store: Store) -> Store:
     """acme (owner olivia, admin adam, member mia) and globex (owner gus)."""
     store = migrated_store
     for account in ("acme", "globex"):

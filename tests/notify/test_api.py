@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from meterhouse import keys
+from meterhouse.access import keys
 from meterhouse.notify import channels as ch
 from meterhouse.notify.deliveries import Delivery, Dispatcher, record
 from meterhouse.notify.messages import Alert

@@ -3,31 +3,30 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from meterhouse.notify.signing import verify
 from tests.alerting.stack import WebhookReceiver
 from tests.notify.conftest import SECRET_KEY
-from tests.support.cli import meterhouse
+from tests.support.inprocess import InProcess
 
 ENV = {"MH_NOTIFY_SECRET_KEY": SECRET_KEY}
 
 
-def test_help_teaches_the_commands(tmp_path: Path) -> None:
-    done = meterhouse(tmp_path, "notify", "--help")
+def test_help_teaches_the_commands(meterhouse_here: InProcess) -> None:
+    done = meterhouse_here("notify", "--help")
     assert done.returncode == 0
     for word in ("channels", "log", "alertmanager-config", "docs/alerts.md"):
         assert word in done.stdout
-    add_help = meterhouse(tmp_path, "notify", "channels", "add", "--help").stdout
+    add_help = meterhouse_here("notify", "channels", "add", "--help").stdout
     assert "--min-severity" in add_help and "Examples:" in add_help
 
 
-def test_add_test_list_log_and_remove_a_channel(tmp_path: Path, hooks: WebhookReceiver) -> None:
-    data = tmp_path / "store"
-    assert meterhouse(data, "migrate").returncode == 0
-    assert meterhouse(data, "accounts", "create", "acme").returncode == 0
-    added = meterhouse(
-        data,
+def test_add_test_list_log_and_remove_a_channel(
+    meterhouse_here: InProcess, hooks: WebhookReceiver
+) -> None:
+    assert meterhouse_here("migrate").returncode == 0
+    assert meterhouse_here("accounts", "create", "acme").returncode == 0
+    added = meterhouse_here(
         "notify",
         "channels",
         "add",
@@ -47,13 +46,13 @@ def test_add_test_list_log_and_remove_a_channel(tmp_path: Path, hooks: WebhookRe
         line.split()[-1] for line in added.stdout.splitlines() if line.startswith("signing secret")
     )
 
-    tested = meterhouse(data, "notify", "channels", "test", channel_id, "--account", "acme", **ENV)
+    tested = meterhouse_here("notify", "channels", "test", channel_id, "--account", "acme", **ENV)
     assert tested.returncode == 0, tested.stderr
     got = hooks.at("/cli")[0]
     assert verify(secret, got.headers["Meterhouse-Signature"], got.body)
 
-    listed = meterhouse(
-        data, "notify", "channels", "list", "--account", "acme", "--format", "json", **ENV
+    listed = meterhouse_here(
+        "notify", "channels", "list", "--account", "acme", "--format", "json", **ENV
     )
     rows = json.loads(listed.stdout)
     assert [(r["channel_id"], r["kinds"], r["health"]) for r in rows] == [
@@ -61,23 +60,21 @@ def test_add_test_list_log_and_remove_a_channel(tmp_path: Path, hooks: WebhookRe
     ]
     assert secret not in listed.stdout
 
-    log = meterhouse(data, "notify", "log", "--account", "acme", "--format", "json", **ENV)
+    log = meterhouse_here("notify", "log", "--account", "acme", "--format", "json", **ENV)
     assert [(r["alert"], r["outcome"]) for r in json.loads(log.stdout)] == [
         ("MeterhouseNotificationTest", "sent")
     ]
 
-    removed = meterhouse(data, "notify", "channels", "remove", channel_id, "--account", "acme")
+    removed = meterhouse_here("notify", "channels", "remove", channel_id, "--account", "acme")
     assert removed.returncode == 0, removed.stderr
-    after = meterhouse(data, "notify", "channels", "list", "--account", "acme")
+    after = meterhouse_here("notify", "channels", "list", "--account", "acme")
     assert "no channels for account acme" in after.stdout
 
 
-def test_errors_say_what_to_do(tmp_path: Path) -> None:
-    data = tmp_path / "store"
-    assert meterhouse(data, "migrate").returncode == 0
-    assert meterhouse(data, "accounts", "create", "acme").returncode == 0
-    no_key = meterhouse(
-        data,
+def test_errors_say_what_to_do(meterhouse_here: InProcess) -> None:
+    assert meterhouse_here("migrate").returncode == 0
+    assert meterhouse_here("accounts", "create", "acme").returncode == 0
+    no_key = meterhouse_here(
         "notify",
         "channels",
         "add",
@@ -89,10 +86,9 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         "https://example.com/x",
     )
     assert no_key.returncode != 0 and "MH_NOTIFY_SECRET_KEY" in no_key.stderr
-    neither = meterhouse(data, "notify", "channels", "list")
+    neither = meterhouse_here("notify", "channels", "list")
     assert neither.returncode == 2 and "--account ACCOUNT, or --operators" in neither.stderr
-    failing = meterhouse(
-        data,
+    failing = meterhouse_here(
         "notify",
         "channels",
         "add",
@@ -105,5 +101,5 @@ def test_errors_say_what_to_do(tmp_path: Path) -> None:
         **ENV,
     )
     channel_id = failing.stdout.split()[1]
-    test = meterhouse(data, "notify", "channels", "test", channel_id, "--account", "acme", **ENV)
+    test = meterhouse_here("notify", "channels", "test", channel_id, "--account", "acme", **ENV)
     assert test.returncode == 1 and "MH_SMTP_HOST" in test.stderr

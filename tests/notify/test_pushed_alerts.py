@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from meterhouse.access.tenants import now_utc
 from meterhouse.jobs.stuck import StuckPolicy
 from meterhouse.notify.billing_alerts import unpaid_invoice_alerts
 from meterhouse.notify.job_alerts import failed_job_alerts, stuck_job_alerts
 from meterhouse.store.base import Store
-from meterhouse.tenants import now_utc
 
 
 def run_events(store: Store, account: str, job: str, run: str, status: str, ago_min: int) -> None:

@@ -18,36 +18,33 @@ from meterhouse.cli.context import CliContext
 from meterhouse.cli.prices import models_list, models_show, prices_sync, reprice
 from meterhouse.rating import Catalog
 from meterhouse.settings import Settings
-from tests.support.cli import meterhouse
+from tests.support.inprocess import Demo, InProcess
 
 COUNTS = re.compile(r"(\d+) added, (\d+) closed, (\d+) updated, (\d+) unchanged")
 
 
 @dataclass(frozen=True)
 class Prepared:
-    data_dir: Path
+    cli: InProcess  # `meterhouse ...` on the module's store, in this process
     demo_log: str
     sync: str
 
 
-def ok(data_dir: Path, *args: str) -> str:
-    done = meterhouse(data_dir, *args)
+def ok(cli: InProcess, *args: str) -> str:
+    done = cli(*args)
     assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
     return done.stdout
 
 
-def sql(data_dir: Path, query: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(ok(data_dir, "sql", query, "--format", "json"))
+def sql(cli: InProcess, query: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(ok(cli, "sql", query, "--format", "json"))
     return rows
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
-    """A small demo (which migrates and syncs the prices), then `prices sync` again."""
-    data_dir = tmp_path_factory.mktemp("prices_cli") / "store"
-    demo = meterhouse(data_dir, "demo", "--days", "1", "--scale", "0.05")
-    assert demo.returncode == 0, demo.stderr
-    return Prepared(data_dir, demo.stderr, ok(data_dir, "prices", "sync"))
+def prepared(demo: Demo) -> Prepared:
+    """The session's demo (which migrated and synced the prices), then `prices sync` again."""
+    return Prepared(demo.cli, demo.log, ok(demo.cli, "prices", "sync"))
 
 
 def test_the_demo_syncs_the_catalog_and_a_second_sync_changes_nothing(
@@ -60,7 +57,7 @@ def test_the_demo_syncs_the_catalog_and_a_second_sync_changes_nothing(
     assert tuple(int(n) for n in found.groups()) == (0, 0, 0, rows)
     assert "nothing written" in prepared.sync
     audits = sql(
-        prepared.data_dir,
+        prepared.cli,
         "SELECT actor, after, (SELECT count() FROM model_prices FINAL) AS stored "
         "FROM audit_log WHERE action = 'prices.sync'",
     )
@@ -71,7 +68,7 @@ def test_the_demo_syncs_the_catalog_and_a_second_sync_changes_nothing(
 
 def test_models_list_filters_and_shows_usage(prepared: Prepared) -> None:
     listed = json.loads(
-        ok(prepared.data_dir, "models", "list", "--provider", "anthropic", "--format", "json")
+        ok(prepared.cli, "models", "list", "--provider", "anthropic", "--format", "json")
     )
     assert listed and {m["provider"] for m in listed} == {"anthropic"}
     sonnet = next(m for m in listed if m["model_id"] == "claude-sonnet-4-0")
@@ -79,7 +76,7 @@ def test_models_list_filters_and_shows_usage(prepared: Prepared) -> None:
     assert sonnet["context_window"] == 200000
 
     used = sql(
-        prepared.data_dir,
+        prepared.cli,
         "SELECT provider, item, count() AS calls FROM usage_events WHERE kind = 'model' "
         "AND event_time >= toStartOfMonth(now('UTC')) GROUP BY provider, item",
     )
@@ -91,7 +88,7 @@ def test_models_list_filters_and_shows_usage(prepared: Prepared) -> None:
         assert "calls_this_month" not in sonnet
 
     searched = ok(
-        prepared.data_dir, "models", "list", "--search", "gpt-4o", "--no-usage", "--format", "csv"
+        prepared.cli, "models", "list", "--search", "gpt-4o", "--no-usage", "--format", "csv"
     )
     header, *lines = searched.strip().splitlines()
     assert header.startswith("provider,model_id,name,context_window,input_per_mtok")
@@ -100,21 +97,21 @@ def test_models_list_filters_and_shows_usage(prepared: Prepared) -> None:
 
 def test_models_show_resolves_platform_names_and_prints_history(prepared: Prepared) -> None:
     shown = json.loads(
-        ok(prepared.data_dir, "models", "show", "openai/gpt-4o-2024-08-06", "--format", "json")
+        ok(prepared.cli, "models", "show", "openai/gpt-4o-2024-08-06", "--format", "json")
     )
     assert (shown["model"]["provider"], shown["model"]["model_id"]) == ("openai", "gpt-4o")
     assert [h["input_mtok"] for h in shown["history"]] == ["2.5"]
     assert shown["history"][0]["effective_to"] is None
 
-    table = ok(prepared.data_dir, "models", "show", "gpt-4o-2024-08-06")
+    table = ok(prepared.cli, "models", "show", "gpt-4o-2024-08-06")
     assert "model_id" in table and "price history (model_prices)" in table
 
 
 def test_reprice_repairs_a_wrongly_rated_event(prepared: Prepared) -> None:
-    data_dir = prepared.data_dir
+    cli = prepared.cli
     # A stored event whose credits are wrong (the rollup, fed at insert, is right).
     ok(
-        data_dir,
+        cli,
         "sql",
         "--write",
         "ALTER TABLE usage_events UPDATE credits = credits + 1 WHERE event_id IN "
@@ -126,7 +123,7 @@ def test_reprice_repairs_a_wrongly_rated_event(prepared: Prepared) -> None:
         "AND table = 'usage_events' AND NOT is_done"
     )
     deadline = time.monotonic() + 60
-    while int(sql(prepared.data_dir, pending)[0]["n"]):
+    while int(sql(prepared.cli, pending)[0]["n"]):
         assert time.monotonic() < deadline, "the UPDATE mutation did not finish"
         time.sleep(0.2)
     sums = (
@@ -136,17 +133,17 @@ def test_reprice_repairs_a_wrongly_rated_event(prepared: Prepared) -> None:
         "(SELECT count() FROM audit_log WHERE action = 'usage.reprice' "
         "AND startsWith(actor, 'cli:')) AS audits"
     )
-    before = sql(data_dir, sums)[0]
+    before = sql(cli, sums)[0]
     assert Decimal(before["e"]) == Decimal(before["d"]) + 1
     window = ("--account", "acme", "--from", "2020-01-01", "--to", "2100-01-01")
 
-    dry = json.loads(ok(data_dir, "reprice", *window, "--dry-run", "--format", "json"))[0]
+    dry = json.loads(ok(cli, "reprice", *window, "--dry-run", "--format", "json"))[0]
     assert (dry["dry_run"], dry["repriced"]) == (True, 1)
-    done = json.loads(ok(data_dir, "reprice", *window, "--format", "json"))[0]
+    done = json.loads(ok(cli, "reprice", *window, "--format", "json"))[0]
     assert (done["dry_run"], done["repriced"]) == (False, 1)
     assert Decimal(done["credits_after"]) == Decimal(done["credits_before"]) - 1
 
-    after = sql(data_dir, sums)[0]
+    after = sql(cli, sums)[0]
     assert after["e"] == after["d"] == done["credits_after"]
     assert after["others"] == before["others"]
     assert (before["audits"], after["audits"]) == (0, 1)  # the dry run recorded nothing

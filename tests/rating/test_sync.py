@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +23,6 @@ from meterhouse.rating.sync import (
     sync_model_prices,
 )
 from meterhouse.store.base import Store
-from meterhouse.store.migrations import migrate
 from tests.rating.helpers import model_event
 from tests.support.write_path import write_events
 
@@ -35,11 +34,8 @@ ACTOR = "test:sync"
 
 
 @pytest.fixture
-def db(make_store: Callable[..., Store]) -> Store:
-    """A migrated chdb store on this test's own database."""
-    store = make_store("chdb")
-    migrate(store)
-    return store
+def db(migrated_store: Store) -> Store:
+    return migrated_store
 
 
 def provider_of(rows: Sequence[Mapping[str, Any]]) -> RowsProvider:

@@ -67,7 +67,8 @@ from tests.store.test_contract import (  # noqa: F401
 )
 from tests.support.cli import RunningService, running_service
 
-pytestmark = pytest.mark.timeout(300)
+# slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 ADMIN = "service-store-admin"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +43,28 @@ def meterhouse(
     )
 
 
+@functools.cache
+def _migrated_template() -> Path:
+    """A chdb data directory `meterhouse migrate` filled, made once per pytest process."""
+    root = Path(tempfile.mkdtemp(prefix="meterhouse-template-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MH_")}
+    env.update(MH_CLICKHOUSE_URL=f"chdb://{root / 'data'}", MH_LOG_LEVEL="warning")
+    done = subprocess.run(
+        [METERHOUSE, "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"meterhouse migrate failed: {done.stderr}")
+    return root / "data"
+
+
+def copy_migrated_data_dir(target: Path) -> None:
+    """Make ``target`` a migrated data directory: a copy of the template (its symlinks are
+    relative), so that `meterhouse run` finds nothing to migrate and starts seconds sooner.
+    `run` still checks the migrations on start; a new file would still be applied."""
+    shutil.copytree(_migrated_template(), target, symlinks=True)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -70,7 +95,10 @@ def running_service(
     **env: str,
 ) -> Iterator[RunningService]:
     """`meterhouse run` on a free port (of the loopback address unless ``host`` says
-    otherwise, e.g. 0.0.0.0); reached at 127.0.0.1; stopped (killed if need be) on exit."""
+    otherwise, e.g. 0.0.0.0); reached at 127.0.0.1; stopped (killed if need be) on exit.
+    A ``data_dir`` that does not exist yet starts as a copy of a migrated one."""
+    if not data_dir.exists() and "MH_CLICKHOUSE_URL" not in env:
+        copy_migrated_data_dir(data_dir)
     port = free_port()
     log = open(log_path or data_dir.parent / f"service-{port}.log", "w")  # noqa: SIM115
     process = subprocess.Popen(

@@ -12,16 +12,42 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-if TYPE_CHECKING:
-    from billing_sync.local_stripe import LocalStripe
-
 Obj = dict[str, Any]
+
+
+class LocalStripe(Protocol):
+    """What the HTTP side reads of the account it serves (local_stripe.LocalStripe).
+
+    A protocol rather than an import: local_stripe.py starts this server, so importing it
+    back would make the two modules a cycle.
+    """
+
+    api_key: str
+    api_version: str
+    lock: threading.RLock
+    events: list[Obj]
+    event_by_id: dict[str, Obj]
+
+    @property
+    def items(self) -> Mapping[str, list[Obj]]: ...
+    @property
+    def lines(self) -> Mapping[str, list[Obj]]: ...
+    @property
+    def balance_transactions(self) -> Mapping[str, list[Obj]]: ...
+
+    def checked(self, kind: str, obj: Obj) -> Obj: ...
+    def check_list(self, envelope: Obj) -> Obj: ...
+    def get(self, kind: str, object_id: str) -> Obj | None: ...
+    def newest_first(self, kind: str) -> list[Obj]: ...
+    def create_portal_session(self, customer_id: str, return_url: str | None) -> Obj: ...
+
+
 MAX_LIMIT: Final = 100
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 

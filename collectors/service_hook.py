@@ -23,24 +23,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from collectors.auth import AuthBrake, KeyDirectory
 from collectors.ingest import Ingestor
 from collectors.metrics import IngestMetrics
 from collectors.routes import IngestRoutes
 from collectors.validate import Limits
 from exporters.clickhouse_writer import ClickHouseWriter
-from exporters.spool import Faults, Spool, SpoolError
+from exporters.spool import Spool, SpoolError
 from exporters.spool.replay import ReplayError, replay
-from meterhouse import keys
+from meterhouse.access import keys
+from meterhouse.access.key_auth import AuthBrake, KeyDirectory
+from meterhouse.access.tenants import TenantError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.meters.api import service_meters
 from meterhouse.rating.rater import Rater
-from meterhouse.service.app import ServiceContext, problem
 from meterhouse.service.auth import authorize_admin
+from meterhouse.service.context import ServiceContext, problem
 from meterhouse.service.limits import json_body
 from meterhouse.settings import Settings, default_data_dir
 from meterhouse.store.base import Store
-from meterhouse.tenants import TenantError
 
 
 def spool_directory(settings: Settings, store: Store) -> Path:
@@ -70,7 +70,6 @@ def build_routes(ctx: ServiceContext, rater: Rater | None = None) -> IngestRoute
             max_bytes=settings.spool_max_bytes,
             batch_rows=settings.spool_drain_batch_rows,
             pace_bytes=settings.spool_pace_bytes,
-            faults=Faults.parse(settings.test_faults),
             on_written=ingestor.written,
             drain_warning_seconds=settings.spool_drain_warning_seconds,
         )

@@ -21,8 +21,15 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
+from meterhouse.access.keys import (
+    ApiKey,
+    AuthFailure,
+    StoredKey,
+    check_token,
+    get_stored_key,
+    parse_token,
+)
 from meterhouse.errors import StoreError
-from meterhouse.keys import ApiKey, AuthFailure, StoredKey, check_token, get_stored_key, parse_token
 from meterhouse.store.base import Store
 
 MAX_TRACKED_CLIENTS = 10_000

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from meterhouse.access.tenants import list_accounts
 from meterhouse.store.base import Store
-from meterhouse.tenants import list_accounts
 
 _USAGE = """
 SELECT

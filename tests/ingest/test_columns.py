@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -18,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meterhouse import records as r
+from meterhouse.access.tenants import create_account
 from meterhouse.demo.generator import generate
 from meterhouse.demo.runner import store_tenants
 from meterhouse.processing.accounts import AccountDirectory
@@ -25,9 +23,6 @@ from meterhouse.processing.columns import SCHEMAS, ColumnBuilder, decimal_array
 from meterhouse.rating.rater import Rater
 from meterhouse.store.arrow_types import arrow_type
 from meterhouse.store.base import Store
-from meterhouse.store.chdb_backend import ChdbStore
-from meterhouse.store.migrations import migrate
-from meterhouse.tenants import create_account
 from tests.support.reference import ReferenceRater, reference_rows
 
 
@@ -181,17 +176,10 @@ def _batches(draw: st.DrawFn) -> list[r.Event]:
 
 
 @pytest.fixture(scope="module")
-def accounts_store(chdb_data_dir: Path) -> Iterator[Store]:
-    name = f"t_columns_{uuid.uuid4().hex[:6]}"
-    store = ChdbStore(f"chdb://{chdb_data_dir}", name)
-    migrate(store)
+def accounts_store(module_store: Store) -> Store:
     for account, (zone, plan) in ACCOUNTS.items():
-        create_account(store, account, actor="test", time_zone=zone, plan=plan)
-    try:
-        yield store
-    finally:
-        store.command(f"DROP DATABASE IF EXISTS {name}")
-        store.close()
+        create_account(module_store, account, actor="test", time_zone=zone, plan=plan)
+    return module_store
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

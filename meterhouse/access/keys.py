@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from meterhouse.access.tenants import audited_write, check_id, now_utc
 from meterhouse.errors import MeterhouseError
 from meterhouse.store.base import Store
-from meterhouse.tenants import audit, check_id, now_utc
 
 PURPOSES: Final = ("ingest", "read", "admin")
 Purpose = Literal["ingest", "read", "admin"]
@@ -212,18 +212,17 @@ def create_key(
         "updated_at": now,
         "user_id": user_id,
     }
-    _insert(store, row)
-    key = get_key(store, key_id)
-    assert key is not None
-    audit(
+    key = audited_write(
         store,
+        lambda: _insert(store, row),
+        lambda: get_key(store, key_id),
         actor=actor,
         action="api_key.create",
         target_type="api_key",
         target_id=key_id,
         account_id=account_id,
         before=None,
-        after=key.as_dict(now),
+        shown=lambda stored: stored.as_dict(now),
     )
     return key, format_token(key_id, secret)
 
@@ -264,20 +263,18 @@ def revoke_key(store: Store, key_id: str, *, actor: str) -> ApiKey:
     # The version must grow even when clocks tie, or FINAL could keep the old row.
     row["updated_at"] = max(now, _updated_at(store, key_id) + timedelta(milliseconds=1))
     row["revoked_at"] = now
-    _insert(store, row)
-    after = get_key(store, key_id)
-    assert after is not None
-    audit(
+    return audited_write(
         store,
+        lambda: _insert(store, row),
+        lambda: get_key(store, key_id),
         actor=actor,
         action="api_key.revoke",
         target_type="api_key",
         target_id=key_id,
         account_id=before.account_id,
         before=before.as_dict(now),
-        after=after.as_dict(now),
+        shown=lambda stored: stored.as_dict(now),
     )
-    return after
 
 
 def _updated_at(store: Store, key_id: str) -> datetime:

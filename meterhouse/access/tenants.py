@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from meterhouse.errors import MeterhouseError
+from meterhouse.errors import MeterhouseError, StoreError
 from meterhouse.jsonable import to_jsonable
 from meterhouse.store.base import Store
 
@@ -28,6 +28,7 @@ ACCOUNT_FIELDS: Final = (
     "status",
 )
 PLANS: Final = ("free", "starter", "pro", "enterprise")
+T = TypeVar("T")
 
 
 class TenantError(MeterhouseError):
@@ -83,6 +84,44 @@ def audit(
     )
 
 
+def audited_write(
+    store: Store,
+    write: Callable[[], object],
+    read_after: Callable[[], T | None],
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    account_id: str,
+    before: Mapping[str, Any] | None,
+    shown: Callable[[T], Mapping[str, Any]] | None = None,
+) -> T:
+    """The one way an audited row is created or changed: write it, read it back as stored,
+    and record ``before`` (read and checked by the caller) and that ``after``.
+
+    Reading back makes the audit log show what every reader will see (defaults, versions,
+    normalised values), not what the caller meant to write; a row not there after its
+    write is a store error and leaves no audit entry claiming a change.
+    """
+    write()
+    after = read_after()
+    if after is None:
+        raise StoreError(f"{target_type} {target_id} is not readable after it was written")
+    audit(
+        store,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        account_id=account_id,
+        before=before,
+        # Without ``shown`` the row read back is a mapping already.
+        after=shown(after) if shown is not None else cast(Mapping[str, Any], after),
+    )
+    return after
+
+
 def get_account(store: Store, account_id: str) -> dict[str, Any] | None:
     result = store.query(
         "SELECT account_id, name, organisation, time_zone, plan, stripe_customer_id, "
@@ -126,20 +165,17 @@ def create_account(store: Store, account_id: str, *, actor: str, **fields: Any) 
     row: dict[str, Any] = {"account_id": account_id, "name": fields.get("name") or account_id}
     row.update({k: v for k, v in fields.items() if k != "name"})
     row.update(created_at=now, updated_at=now)
-    _write_account(store, row)
-    created = get_account(store, account_id)
-    assert created is not None
-    audit(
+    return audited_write(
         store,
+        lambda: _write_account(store, row),
+        lambda: get_account(store, account_id),
         actor=actor,
         action="account.create",
         target_type="account",
         target_id=account_id,
         account_id=account_id,
         before=None,
-        after=created,
     )
-    return created
 
 
 def update_account(store: Store, account_id: str, *, actor: str, **fields: Any) -> dict[str, Any]:
@@ -150,20 +186,17 @@ def update_account(store: Store, account_id: str, *, actor: str, **fields: Any) 
     row = {k: before[k] for k in ("account_id", *ACCOUNT_FIELDS, "created_at")}
     row.update(fields)
     row["updated_at"] = max(now_utc(), before["updated_at"])
-    _write_account(store, row)
-    after = get_account(store, account_id)
-    assert after is not None
-    audit(
+    return audited_write(
         store,
+        lambda: _write_account(store, row),
+        lambda: get_account(store, account_id),
         actor=actor,
         action="account.update",
         target_type="account",
         target_id=account_id,
         account_id=account_id,
         before=before,
-        after=after,
     )
-    return after
 
 
 def _require_account(store: Store, account_id: str) -> None:
@@ -200,29 +233,24 @@ def upsert_team(
     if not create and before is None:
         raise TenantError(f"no team {team_id} in account {account_id}")
     now = now_utc()
-    store.insert(
-        "teams",
-        {
-            "account_id": [account_id],
-            "team_id": [team_id],
-            "name": [name or team_id],
-            "created_at": [before["created_at"] if before else now],
-            "updated_at": [max(now, before["updated_at"]) if before else now],
-        },
-    )
-    after = get_team(store, account_id, team_id)
-    assert after is not None
-    audit(
+    row: dict[str, list[Any]] = {
+        "account_id": [account_id],
+        "team_id": [team_id],
+        "name": [name or team_id],
+        "created_at": [before["created_at"] if before else now],
+        "updated_at": [max(now, before["updated_at"]) if before else now],
+    }
+    return audited_write(
         store,
+        lambda: store.insert("teams", row),
+        lambda: get_team(store, account_id, team_id),
         actor=actor,
         action="team.create" if create else "team.update",
         target_type="team",
         target_id=team_id,
         account_id=account_id,
         before=before,
-        after=after,
     )
-    return after
 
 
 def get_project(store: Store, account_id: str, project_id: str) -> dict[str, Any] | None:
@@ -267,27 +295,22 @@ def upsert_project(
     if team and get_team(store, account_id, team) is None:
         raise TenantError(f"no team {team} in account {account_id}; create it first")
     now = now_utc()
-    store.insert(
-        "projects",
-        {
-            "account_id": [account_id],
-            "team_id": [team],
-            "project_id": [project_id],
-            "name": [name or (before["name"] if before else project_id)],
-            "created_at": [before["created_at"] if before else now],
-            "updated_at": [max(now, before["updated_at"]) if before else now],
-        },
-    )
-    after = get_project(store, account_id, project_id)
-    assert after is not None
-    audit(
+    row: dict[str, list[Any]] = {
+        "account_id": [account_id],
+        "team_id": [team],
+        "project_id": [project_id],
+        "name": [name or (before["name"] if before else project_id)],
+        "created_at": [before["created_at"] if before else now],
+        "updated_at": [max(now, before["updated_at"]) if before else now],
+    }
+    return audited_write(
         store,
+        lambda: store.insert("projects", row),
+        lambda: get_project(store, account_id, project_id),
         actor=actor,
         action="project.create" if create else "project.update",
         target_type="project",
         target_id=project_id,
         account_id=account_id,
         before=before,
-        after=after,
     )
-    return after

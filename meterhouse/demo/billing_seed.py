@@ -19,13 +19,13 @@ from datetime import timedelta
 from typing import Any, Final
 
 from billing_sync.client import make_client, new_client
-from billing_sync.local_stripe import LocalStripe
 from billing_sync.source import StripeSource
 from billing_sync.summary import billing_summary
 from billing_sync.sync import BillingSync
-from meterhouse import tenants
+from meterhouse.access import tenants
 from meterhouse.demo.generator import DemoData
-from meterhouse.ledger.demo_seed import PLAN_ALLOWANCES
+from meterhouse.demo.ledger_seed import PLAN_ALLOWANCES
+from meterhouse.demo.local_stripe import LocalStripe
 from meterhouse.ledger.months import MonthSpan, zone_of
 from meterhouse.settings import Settings
 from meterhouse.store.base import Store

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from billing_sync import local_stripe_objects as o
 from billing_sync.client import PINNED_API_VERSION
-from billing_sync.local_stripe_http import LocalStripeServer
+from meterhouse.demo import local_stripe_objects as o
+from meterhouse.demo.local_stripe_http import LocalStripeServer
 
 Obj = dict[str, Any]
 Checker = Callable[[str, Obj], None]

@@ -1,1 +1,0 @@
-from tests.support.stores import migrated_store  # noqa: F401
