@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from meterhouse.access.tenants import audit
+from meterhouse.access.tenants import audit, audited_write
 from meterhouse.meters import rollup
 from meterhouse.meters.definition import Meter, MeterError, parse, parse_path, stable_ulid
 from meterhouse.store.base import Store
@@ -152,10 +152,9 @@ class Registry:
             raise MeterConflictError("slug", f"{meter.slug!r} is defined in the meters file")
         if self._stored(meter.slug):
             raise MeterConflictError("slug", f"a meter {meter.slug!r} exists already")
-        now = datetime.now(UTC)
-        stored = _with(meter, meter_id=meter_id, created=now)
-        self._write(stored)
-        self._audit(actor, "meter.add", meter.slug, None, stored)
+        stored = self._audited(
+            _with(meter, meter_id=meter_id, created=datetime.now(UTC)), actor, None
+        )
         if self.rollups:
             rollup.ensure(self.store, stored, self.write_lock)
         return stored
@@ -180,11 +179,25 @@ class Registry:
             created_at=meter.created_at,
             updated_at=datetime.now(UTC),
         )
-        self._write(updated)
-        self._audit(actor, "meter.update", meter.slug, meter, updated)
+        updated = self._audited(updated, actor, meter)
         if self.rollups:
             rollup.ensure(self.store, updated, self.write_lock)
         return updated
+
+    def _audited(self, meter: Meter, actor: str, before: Meter | None) -> Meter:
+        """Written, read back as stored, and audited (access.tenants.audited_write)."""
+        return audited_write(
+            self.store,
+            lambda: self._write(meter),
+            lambda: next(iter(self._stored(meter.slug)), None),
+            actor=actor,
+            action="meter.update" if before else "meter.add",
+            target_type="meter",
+            target_id=meter.slug,
+            account_id="",
+            before=before.as_openmeter() if before else None,
+            shown=Meter.as_openmeter,
+        )
 
     def _write(self, meter: Meter) -> None:
         self.store.insert(
