@@ -16,7 +16,8 @@ from meterhouse.access.tenants import create_account
 from meterhouse.errors import MeterhouseError
 from meterhouse.rating import Catalog, PriceBook, rate
 from meterhouse.rating.rater import Rater
-from meterhouse.rating.reprice import DAILY_SELECT, RepriceError, reprice
+from meterhouse.rating.reprice import RepriceError, reprice
+from meterhouse.rating.rollups import USAGE_DAILY, USAGE_ROLLUPS, Rollup
 from meterhouse.store.base import Store
 from tests.rating.helpers import TEST_BOOK
 from tests.support.write_path import write_events
@@ -134,26 +135,29 @@ def daily_snapshot(store: Store, where: str) -> list[tuple[Any, ...]]:
 def fresh_aggregation(store: Store, where: str) -> list[tuple[Any, ...]]:
     """What usage_daily_mv would hold if every row of usage_events were inserted now
     (reprice's own copy of the view's query, which the next test holds to the view)."""
-    return sorted(store.query(DAILY_SELECT.format(range=where), params()).rows)
+    return sorted(store.query(USAGE_DAILY.select.format(range=where), params()).rows)
 
 
-def test_reprices_rollup_query_is_the_views_own(
-    db: Store, catalog: Catalog, book: PriceBook
+@pytest.mark.parametrize("rollup", USAGE_ROLLUPS, ids=lambda rollup: rollup.table)
+def test_reprices_rollup_queries_are_the_views_own(
+    db: Store, catalog: Catalog, book: PriceBook, rollup: Rollup
 ) -> None:
-    """usage_daily_mv's SELECT as the engine holds it (so as the migrations left it) and
-    reprice's DAILY_SELECT give the same rows on the same usage: a migration that changes
-    the view without reprice fails here."""
+    """Each rollup view's SELECT as the engine holds it (so as the migrations left it) and
+    reprice's copy in meterhouse/rating/rollups.py give the same rows on the same usage: a
+    migration that changes a view without reprice fails here."""
     fill(db, catalog, book)
     view = db.query(
         "SELECT as_select FROM system.tables "
-        "WHERE database = currentDatabase() AND name = 'usage_daily_mv'"
+        "WHERE database = currentDatabase() AND name = {name:String}",
+        {"name": f"{rollup.table}_mv"},
     ).scalar()
     assert "GROUP BY" in view
     by_view = sorted(db.query(view).rows)
     assert len(by_view) > 10
-    assert fresh_aggregation(db, "1") == by_view
-    # And what the view wrote on insert sums to the same, key by key.
-    assert daily_snapshot(db, "1") == by_view
+    assert sorted(db.query(rollup.select.format(range="1")).rows) == by_view
+    if rollup is USAGE_DAILY:
+        # And what the view wrote on insert sums to the same, key by key.
+        assert daily_snapshot(db, "1") == by_view
 
 
 def totals(store: Store) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
