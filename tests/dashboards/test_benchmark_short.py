@@ -3,29 +3,20 @@ the machine and its load, docs/dashboards.md has measured ones)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
 from meterhouse.dashboards import build_boards
 from tests.dashboards.engine import STATES
+from tests.support.benchmarks import run_short
 
-REPO = Path(__file__).resolve().parents[2]
+# slow: the benchmark in a subprocess (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
+
 TIMES = {"p50_ms", "p95_ms", "max_ms", "samples"}
 
 
 def test_benchmark_short_prints_every_panel_and_dashboard() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/dashboards.py", "--short"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = run_short("dashboards.py", timeout=600)
     store = lines[-1]
     assert store["record"] == "store"
     # The store holds every row the growth generated, table by table.

@@ -3,17 +3,13 @@ machine and its load, see docs/durability.md for measured ones)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.support.benchmarks import run_short
 
 # slow: `meterhouse` in subprocesses (CONTRIBUTING.md, the fast and the full suite).
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = {
     "events",
     "events_per_s",
@@ -29,16 +25,7 @@ KEYS = {
 
 
 def test_benchmark_short_prints_its_figures() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/ingest.py", "--short"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = run_short("ingest.py")[-1]
     assert set(figures) >= KEYS
     assert figures["events"] > 0
     assert figures["events_per_s"] > 0

@@ -3,25 +3,16 @@ figures vary with the machine and its load, docs/events.md has measured ones).""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.benchmarks import run_short
+
+# slow: the benchmark in a subprocess (CONTRIBUTING.md, the fast and the full suite).
+pytestmark = pytest.mark.slow
 
 
 def test_benchmark_short_prints_exact_figures() -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/meters.py", "--short"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = run_short("meters.py")[-1]
     assert figures["events"] == 200_000
     assert figures["exact"] is True
     assert figures["rows"] > 0
