@@ -65,6 +65,8 @@ READ_ACTIONS: Final = {
 TABLE_ACTIONS: Final = {
     "usage_events": "statement",
     "usage_daily": "statement",
+    "usage_lines_hourly": "statement",
+    "usage_events_hourly": "statement",
     "meter_events": "statement",
     "meter_hours": "statement",
     "accounts": "statement",

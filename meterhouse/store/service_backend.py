@@ -51,10 +51,17 @@ def wire_param(value: Any) -> Any:
 
 
 def _strip(kind: str) -> str:
-    for wrapper in ("Nullable(", "LowCardinality("):
-        while kind.startswith(wrapper):
-            kind = kind[len(wrapper) : -1]
-    return kind
+    """The type a value is read as: Nullable, LowCardinality and a SimpleAggregateFunction's
+    function (``min`` of ``SimpleAggregateFunction(min, DateTime64(3))`` is a time) away."""
+    while True:
+        for wrapper in ("Nullable(", "LowCardinality("):
+            if kind.startswith(wrapper):
+                kind = kind[len(wrapper) : -1]
+                break
+        else:
+            if not kind.startswith("SimpleAggregateFunction("):
+                return kind
+            kind = _split_top(kind[len("SimpleAggregateFunction(") : -1])[-1]
 
 
 def _split_top(inner: str) -> list[str]:

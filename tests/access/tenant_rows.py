@@ -46,7 +46,11 @@ def insert_statements(columns: dict[str, dict[str, str]], engines: dict[str, str
             values = {"account_id": account, "team_id": team, "project_id": project}
             values.update({name: f"{table}-{index}" for name in ids})
             cells = [_literal(values[name]) for name in names if name in values]
-            cells += ["now64(3)"] * len(times) + ["1"] * len(amounts)
+            # now64(3) is a Decimal64 to a plain DateTime column (the rollups' hours).
+            cells += [
+                "now64(3)" if types[name].startswith("DateTime64") else "now()" for name in times
+            ]
+            cells += ["1"] * len(amounts)
             rows.append("(" + ", ".join(cells) + ")")
         statements.append(f"INSERT INTO {table} ({', '.join(names)}) VALUES {', '.join(rows)}")
     return statements

@@ -95,7 +95,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("ingest_e2e")
     data_dir = root / "data"
     with running_service(data_dir, timeout=90, log_path=root / "service.log") as service:
-        yield Live(service, data_dir)
+        live = Live(service, data_dir)
+        # Ingest refuses usage of accounts nobody created.
+        accounts = ", ".join(f"('{a}', '{a}')" for a in ("acme", "globex", "umbrella"))
+        insert = f"INSERT INTO accounts (account_id, name) VALUES {accounts}"
+        live.admin("POST", "/api/v1/sql", json={"sql": insert, "write": True})
+        yield live
 
 
 def _sdk_event(event_id: str, account: str, tokens: int, **data: Any) -> Event:

@@ -45,7 +45,9 @@ from click.testing import CliRunner, Result
 from exporters.spool import codec
 from exporters.spool.quarantine import DEAD_LETTER, KeptFolder
 from meterhouse.cli import cli
+from tests.access.fake_grafana import fake_grafana
 from tests.billing.stripe_fake import FAKE_API_KEY, make_fake, seed_catalog
+from tests.dashboards.test_custom import doc_examples
 from tests.newcomer.test_documented_commands import documented
 from tests.support.cli import METERHOUSE, RunningService, cli_env, free_port, running_service
 
@@ -63,6 +65,12 @@ DOC_SPOOL_RECORD = "00000000000000000003-000000001024"
 # users need a ClickHouse server (docs/access.md). `--dry-run` prints the plan.
 NEEDS_A_SERVER = ["users", "sync-clickhouse"]
 SERVER_REFUSAL = "need a ClickHouse server"
+# The Grafana docs/dashboards.md talks to; here the checking local Grafana API server.
+DOC_GRAFANA_URL = "http://127.0.0.1:3000"
+DOC_GRAFANA_TOKEN = "$GRAFANA_TOKEN"
+GRAFANA_TOKEN = "glsa_documented_commands_1"
+# The file docs/dashboards.md's commands name, holding its first example.
+DOC_CUSTOM_FILE = "data-team.yaml"
 
 
 @dataclass
@@ -108,10 +116,18 @@ def smtp() -> Iterator[int]:
 
 
 @pytest.fixture
-def doubles(stripe: LocalStripe, smtp: int) -> dict[str, str]:
+def grafana() -> Iterator[str]:
+    with fake_grafana(GRAFANA_TOKEN) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def doubles(stripe: LocalStripe, smtp: int, grafana: str) -> dict[str, str]:
     """MH_* settings that point external services at the local doubles, and the ones
-    docs/alerts.md asks for before its commands."""
+    docs/alerts.md asks for before its commands (GRAFANA_URL is the double's address,
+    for the commands that name Grafana's)."""
     return {
+        "GRAFANA_URL": grafana,
         "MH_LOG_LEVEL": "warning",
         "MH_STRIPE_API_KEY": FAKE_API_KEY,
         "MH_STRIPE_API_BASE": stripe.url,
@@ -143,6 +159,8 @@ def substitute(words: list[str], state: Pass) -> list[str]:
             DOC_CHANNEL_ID: state.channel_ids[-1] if state.channel_ids else word,
             DOC_RUN_ID: state.run_id,
             "RUN_ID": state.run_id,
+            DOC_GRAFANA_URL: state.env["GRAFANA_URL"],
+            DOC_GRAFANA_TOKEN: GRAFANA_TOKEN,
         }.get(word, word)
         if word == "JOB" and before == "--job":
             real = state.job_id
@@ -245,6 +263,7 @@ def run_documented(state: Pass, tmp: Path) -> list[str]:
     failures: list[str] = []
     setup = state.invoke("demo")  # scripts/demo.sh: the README's first step
     assert setup.exit_code == 0, setup.output
+    (state.cwd / DOC_CUSTOM_FILE).write_text(doc_examples()[0], encoding="utf-8")
     find_run(state)
     for doc, line in [*documented(), *NAMED]:
         words = substitute(shlex.split(line, comments=True), state)

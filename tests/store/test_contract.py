@@ -199,6 +199,29 @@ def test_datetimes_come_back_aware_in_utc(store: Store) -> None:
     ]
 
 
+def test_simple_aggregate_columns_read_as_their_values(store: Store) -> None:
+    """A rollup's SimpleAggregateFunction columns read as the values they aggregate (reprice
+    compares them with a fresh aggregation, key by key)."""
+    store.command(
+        "CREATE TABLE rollup_t (k String, "
+        "first SimpleAggregateFunction(min, DateTime64(3, 'UTC')), "
+        "total SimpleAggregateFunction(sum, Decimal(38, 12))) "
+        "ENGINE = AggregatingMergeTree ORDER BY k"
+    )
+    store.command(
+        "INSERT INTO rollup_t VALUES ('a', '2026-10-31 23:55:49.180', 1.5), "
+        "('a', '2026-11-01 00:00:00', 2.25)"
+    )
+    row = store.query("SELECT k, min(first), sum(total), any(first) FROM rollup_t GROUP BY k")
+    ((key, first, total, some),) = row.rows
+    assert (key, first, total) == (
+        "a",
+        datetime(2026, 10, 31, 23, 55, 49, 180000, tzinfo=UTC),
+        Decimal("3.75"),
+    )
+    assert isinstance(some, datetime) and some.tzinfo is not None
+
+
 def test_insert_of_some_columns_fills_defaults(store: Store) -> None:
     table = create_types_table(store)
     assert store.insert(table, {"id": [5], "amount": [TINY]}) == 1

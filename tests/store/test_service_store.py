@@ -63,6 +63,7 @@ from tests.store.test_contract import (  # noqa: F401
     test_same_token_is_stored_once_in_table_and_view,
     test_settings_apply_to_insert_values_command,
     test_settings_apply_to_the_query,
+    test_simple_aggregate_columns_read_as_their_values,
     test_unknown_setting_is_a_store_error,
 )
 from tests.support.cli import RunningService, running_service
