@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from meterhouse.rating.rollups import USAGE_ROLLUPS
 from tests.durability.service import SOURCE, Service, expected_rows, killed_inside_a_batch
 from tests.durability.test_kill import check_exactly_once, stream_until_killed
 from tests.support.cli import meterhouse
@@ -31,19 +32,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def rollup_mismatches(service: Service) -> list[str]:
     """Each rollup against a recount from the raw rows it is fed by."""
     problems: list[str] = []
-    group = "account_id, team_id, project_id, local_date, kind, item, usage_type, unit"
-    daily = service.sql(
-        f"SELECT {group}, toString(sum(quantity)), toString(sum(credits)), toString(sum(usd)), "
-        f"sum(events) FROM usage_daily GROUP BY {group} ORDER BY {group}"
-    )
-    recount = service.sql(
-        f"SELECT account_id, team_id, project_id, local_date, kind, item, "
-        f"lines.usage_type AS usage_type, lines.unit AS unit, toString(sum(lines.quantity)), "
-        f"toString(sum(lines.credits)), toString(sum(lines.usd)), count() "
-        f"FROM usage_events ARRAY JOIN lines GROUP BY {group} ORDER BY {group}"
-    )
-    if daily != recount:
-        problems.append(f"usage_daily differs from usage_events: {len(daily)} vs {len(recount)}")
+    for rollup in USAGE_ROLLUPS:  # each view-fed usage rollup, as reprice checks them
+        stored = sorted([str(v) for v in row] for row in service.sql(rollup.read("1")))
+        recount = sorted(
+            [str(v) for v in row] for row in service.sql(rollup.select.format(range="1"))
+        )
+        if stored != recount:
+            problems.append(
+                f"{rollup.table} differs from usage_events: {len(stored)} vs {len(recount)} keys"
+            )
     runs = service.sql("SELECT account_id, run_id, status FROM job_runs_current ORDER BY 1, 2")
     raw_runs = service.sql(
         "SELECT account_id, run_id, argMax(status, (status_rank, event_time)) "
